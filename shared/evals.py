@@ -1,0 +1,90 @@
+"""The eval core: task -> predictions -> metric -> before/after table and plot.
+
+    before = evaluate_model(model, tokenizer, split="heldout")
+    ... fine-tune ...
+    after = evaluate_model(model, tokenizer, split="heldout")
+    compare(before=before, after=after)        # a table: one row per task
+    plots.before_after({"base": before, "SFT": after})
+
+Scores come from the local ``evaluate`` metric in shared/metrics/task_accuracy, loaded by path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from shared.data import TASK_TITLES, load_task
+from shared.generation import generate
+from shared.paths import METRICS_DIR
+from shared.world import TASKS
+
+# Longest reference answers: a JSON object of three short fields is under 30 tokens.
+MAX_NEW_TOKENS = {"closed_qa": 8, "extraction": 40, "arithmetic": 8}
+
+
+@lru_cache(maxsize=None)
+def task_metric(task: str):
+    import evaluate
+
+    return evaluate.load(str(METRICS_DIR / "task_accuracy"), config_name=task)
+
+
+def accuracy(task: str, predictions: list[str], references: list[str]) -> float:
+    return task_metric(task).compute(predictions=predictions, references=references)["accuracy"]
+
+
+@dataclass
+class TaskResult:
+    task: str
+    split: str
+    accuracy: float
+    examples: list[dict] = field(repr=False)  # each: id, prompt, answer, prediction
+
+    @property
+    def n(self) -> int:
+        return len(self.examples)
+
+
+def evaluate_task(model, tokenizer, task: str, split: str = "heldout", limit: int | None = None,
+                  examples: list[dict] | None = None) -> TaskResult:
+    examples = examples if examples is not None else load_task(task, split, limit)
+    predictions = generate(model, tokenizer, [e["prompt"] for e in examples],
+                           max_new_tokens=MAX_NEW_TOKENS[task], desc=f"{task} ({split})")
+    scored = [{"id": e["id"], "prompt": e["prompt"], "answer": e["answer"], "prediction": p}
+              for e, p in zip(examples, predictions)]
+    return TaskResult(task, split, accuracy(task, predictions, [e["answer"] for e in examples]), scored)
+
+
+def evaluate_model(model, tokenizer, split: str = "heldout", tasks=TASKS, limit: int | None = None
+                   ) -> dict[str, TaskResult]:
+    return {task: evaluate_task(model, tokenizer, task, split, limit) for task in tasks}
+
+
+def accuracies(results: dict[str, TaskResult]) -> dict[str, float]:
+    return {task: round(result.accuracy, 4) for task, result in results.items()}
+
+
+def compare(**runs: dict[str, TaskResult]):
+    """A table of accuracy per task (rows) for each named run (columns), e.g. compare(base=..., sft=...)."""
+    import pandas as pd
+
+    table = pd.DataFrame({name: {TASK_TITLES[t]: r.accuracy for t, r in results.items()}
+                          for name, results in runs.items()})
+    table.index.name = "task"
+    return table
+
+
+def side_by_side(before: TaskResult, after: TaskResult, n: int = 3):
+    """The first n examples of a task with both runs' answers, to read what changed."""
+    import pandas as pd
+
+    rows = [{"prompt": b["prompt"], "reference": b["answer"], "before": b["prediction"], "after": a["prediction"]}
+            for b, a in zip(before.examples[:n], after.examples[:n])]
+    return pd.DataFrame(rows)
+
+
+def is_valid_accuracy(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0.0 <= value <= 1.0

@@ -1,0 +1,45 @@
+"""Batched greedy generation from chat prompts (deterministic: no sampling)."""
+
+from __future__ import annotations
+
+import torch
+
+from shared.progress import progress
+
+
+def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """Token ids of a user turn followed by the assistant header: the model's answer starts next."""
+    messages = [{"role": "user", "content": prompt}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """Generation ends at the end-of-turn token of the chat template, or at end-of-sequence."""
+    ids = {tokenizer.eos_token_id}
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    if isinstance(end, int) and end != tokenizer.unk_token_id:
+        ids.add(end)
+    return sorted(i for i in ids if i is not None)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 64,
+             desc: str = "generating") -> list[str]:
+    """Greedy answers to a list of user prompts, decoded without special tokens, stripped."""
+    model.eval()
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id
+    answers: list[str] = []
+    for start in progress(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
+        batch = [chat_prompt_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
+        width = max(map(len, batch))
+        # Left padding: every prompt ends at the same column, so generation continues each one directly.
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
+        attention_mask = (torch.arange(width, device=device)[None, :]
+                          >= torch.tensor([width - len(ids) for ids in batch], device=device)[:, None]).long()
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                do_sample=False, pad_token_id=pad_id, eos_token_id=stop_token_ids(tokenizer))
+        for row in output[:, width:]:
+            answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
+    return answers

@@ -1,0 +1,82 @@
+"""Task accuracy for the course's tasks: one point when a generated answer matches the reference.
+
+Load it by path (hub metrics need the network):
+
+    metric = evaluate.load("shared/metrics/task_accuracy", config_name="arithmetic")
+    metric.compute(predictions=["The answer is 12"], references=["12"])  # {"accuracy": 1.0}
+
+Scoring rules, by task (the config name):
+
+* closed_qa  -- equal after normalising: lower case, surrounding spaces and final punctuation removed,
+                a leading "a"/"an"/"the" dropped ("The Fenwick." matches "Fenwick").
+* extraction -- the prediction parses as a JSON object and every field of the reference object is present
+                with an equal (normalised) value; key order and extra fields do not matter.
+* arithmetic -- the first integer in the prediction equals the reference ("12 apples" matches "12",
+                "120" does not).
+"""
+
+import json
+import re
+
+import datasets
+import evaluate
+
+TASKS = ("closed_qa", "extraction", "arithmetic")
+_INTEGER = re.compile(r"-?\d+")
+
+
+def normalise(text):
+    text = " ".join(str(text).lower().split()).strip(" .!?,;:'\"")
+    for article in ("a ", "an ", "the "):
+        if text.startswith(article):
+            return text[len(article):]
+    return text
+
+
+def parse_json_object(text):
+    """The JSON object in text, or None. Accepts text around the object (e.g. a trailing sentence)."""
+    text = str(text).strip()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        value = json.loads(text[start:end + 1])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def first_integer(text):
+    match = _INTEGER.search(str(text))
+    return int(match.group()) if match else None
+
+
+def is_correct(prediction, reference, task):
+    if task == "closed_qa":
+        return normalise(prediction) == normalise(reference)
+    if task == "extraction":
+        predicted, expected = parse_json_object(prediction), parse_json_object(reference)
+        if predicted is None or expected is None:
+            return False
+        return all(normalise(predicted.get(key, "")) == normalise(value) for key, value in expected.items())
+    if task == "arithmetic":
+        predicted = first_integer(prediction)
+        return predicted is not None and predicted == first_integer(reference)
+    raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
+
+
+class TaskAccuracy(evaluate.Metric):
+    def _info(self):
+        if self.config_name not in TASKS:
+            raise ValueError(f"config_name must be one of {TASKS}, got {self.config_name!r}")
+        return evaluate.MetricInfo(
+            description=__doc__,
+            citation="",
+            inputs_description="predictions: generated answers (str); references: reference answers (str)",
+            features=datasets.Features({"predictions": datasets.Value("string"),
+                                        "references": datasets.Value("string")}),
+        )
+
+    def _compute(self, predictions, references):
+        correct = [is_correct(p, r, self.config_name) for p, r in zip(predictions, references)]
+        return {"accuracy": sum(correct) / len(correct) if correct else float("nan")}

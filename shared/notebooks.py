@@ -1,0 +1,230 @@
+"""Notebook tooling: exercises from solutions, running a notebook with a time limit, graded functions out.
+
+Solution markers (in ``solutions/NN-slug.ipynb``):
+
+* in a code cell, the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` become, in the exercise,
+  ``raise NotImplementedError(...)`` at the same indentation (the marker lines themselves never appear);
+* in a markdown cell, the text between ``<!-- BEGIN ANSWER -->`` and ``<!-- END ANSWER -->`` becomes a
+  placeholder the learner replaces with their own words;
+* a cell tagged ``solution-only`` is left out of the exercise.
+
+The exercise also loses all outputs, so ``make exercises`` is deterministic and a test can compare the
+committed exercise with a fresh one.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_ANSWER, END_ANSWER = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
+ANSWER_PLACEHOLDER = "*Write your answer here, in your own words.*"
+STUB = 'raise NotImplementedError("Your code here: replace this line.")'
+
+
+class NotebookError(ValueError):
+    """A notebook could not be read or used; the message says what to do."""
+
+
+def read(path: str | Path) -> nbformat.NotebookNode:
+    path = Path(path)
+    if not path.exists():
+        raise NotebookError(f"{path} does not exist. Pass the path of your notebook (NOTEBOOK=...).")
+    try:
+        return nbformat.read(path, as_version=4)
+    except (json.JSONDecodeError, nbformat.reader.NotJSONError, UnicodeDecodeError) as error:
+        raise NotebookError(f"{path} is not a readable notebook (not valid JSON: {error}). "
+                            "Was it saved from Jupyter? Restore it from your last checkpoint.") from error
+    except Exception as error:  # nbformat raises several validation types
+        raise NotebookError(f"{path} is not a valid notebook: {error}") from error
+
+
+def write(nb: nbformat.NotebookNode, path: str | Path) -> None:
+    Path(path).write_text(dumps(nb), encoding="utf-8")
+
+
+def dumps(nb: nbformat.NotebookNode) -> str:
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# -- exercises from solutions ------------------------------------------------------------------------
+def _strip_solution(source: str) -> str:
+    out, inside = [], False
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped == BEGIN_SOLUTION:
+            if inside:
+                raise NotebookError(f"nested {BEGIN_SOLUTION!r}")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(indent + STUB)
+        elif stripped == END_SOLUTION:
+            if not inside:
+                raise NotebookError(f"{END_SOLUTION!r} without {BEGIN_SOLUTION!r}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise NotebookError(f"{BEGIN_SOLUTION!r} without {END_SOLUTION!r}")
+    return "\n".join(out)
+
+
+def _strip_answer(source: str) -> str:
+    pattern = re.compile(re.escape(BEGIN_ANSWER) + r".*?" + re.escape(END_ANSWER), re.S)
+    return pattern.sub(ANSWER_PLACEHOLDER, source)
+
+
+def make_exercise(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The exercise notebook for a solution notebook (pure: the solution is not changed)."""
+    exercise = copy.deepcopy(solution)
+    cells = []
+    for cell in exercise.cells:
+        if "solution-only" in cell.get("metadata", {}).get("tags", []):
+            continue
+        if cell.cell_type == "code":
+            cell.source = _strip_solution(cell.source)
+            cell.outputs = []
+            cell.execution_count = None
+        elif cell.cell_type == "markdown":
+            cell.source = _strip_answer(cell.source)
+        cell.metadata.pop("execution", None)
+        cell.pop("id", None)
+        cells.append(cell)
+    exercise.cells = cells
+    exercise.metadata.pop("widgets", None)
+    return exercise
+
+
+def clean_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A solution without outputs or execution counts (what is committed)."""
+    clean = copy.deepcopy(solution)
+    for cell in clean.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        cell.pop("id", None)
+    clean.metadata.pop("widgets", None)
+    return clean
+
+
+def answer_cells(nb: nbformat.NotebookNode, tag: str = "answer") -> dict[str, str]:
+    """Written answers: markdown cells tagged ``answer`` (name from the ``answer-<name>`` tag), by name."""
+    answers = {}
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type == "markdown" and tag in tags:
+            name = next((t[len(tag) + 1:] for t in tags if t.startswith(tag + "-")), f"answer{len(answers) + 1}")
+            answers[name] = cell.source
+    return answers
+
+
+# -- running notebooks --------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    ok: bool
+    seconds: float
+    timed_out: bool = False
+    failed_cell: int | None = None       # index among code cells, counted from 1
+    error: str = ""                      # the exception's name and message, as the learner would see it
+    notebook: nbformat.NotebookNode | None = None
+
+
+def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dict | None = None,
+            kernel_name: str = "python3") -> RunResult:
+    """Run every cell in order; stop at the first error or when `timeout` seconds have passed in total."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = copy.deepcopy(nb)
+    saved_env = dict(os.environ)
+    os.environ.update(env or {})
+    client = NotebookClient(nb, timeout=max(1, int(timeout)), kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(cwd)}}, allow_errors=False)
+    start = time.monotonic()
+    try:
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                remaining = timeout - (time.monotonic() - start)
+                if remaining <= 0:
+                    raise CellTimeoutError("notebook time limit")
+                client.timeout = max(1, int(remaining))
+                client.execute_cell(cell, index)
+        return RunResult(True, time.monotonic() - start, notebook=nb)
+    except CellTimeoutError:
+        return RunResult(False, time.monotonic() - start, timed_out=True, notebook=nb,
+                         error=f"the notebook did not finish within {timeout:.0f} s")
+    except CellExecutionError as error:
+        code_index = _code_cell_number(nb, error)
+        return RunResult(False, time.monotonic() - start, failed_cell=code_index, notebook=nb,
+                         error=f"{error.ename}: {error.evalue}")
+    except DeadKernelError as error:
+        return RunResult(False, time.monotonic() - start, notebook=nb, error=f"the kernel died: {error}")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _code_cell_number(nb, error) -> int | None:
+    """Which code cell (1-based) holds the error output."""
+    number = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        number += 1
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return number
+    return None
+
+
+# -- graded functions ---------------------------------------------------------------------------------
+class MissingFunction(NotebookError):
+    pass
+
+
+def _code_without_magics(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def extract_functions(nb: nbformat.NotebookNode, names: list[str]) -> dict:
+    """The learner's definitions of `names`, executed apart from the rest of the notebook.
+
+    Only ``import`` statements, module-level constants (UPPER_CASE) and ``def``/``class`` blocks are taken,
+    so nothing heavy (training, model loading) runs. A later definition replaces an earlier one, as it
+    would in the notebook.
+    """
+    kept: list[ast.stmt] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_code_without_magics(cell.source))
+        except SyntaxError:
+            continue  # a broken cell elsewhere should not hide the functions that are fine
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+                kept.append(node)
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper()
+                                                      for t in node.targets):
+                kept.append(node)
+    namespace: dict = {"__name__": "__graded__"}
+    for node in kept:
+        module = ast.Module(body=[node], type_ignores=[])
+        try:
+            exec(compile(module, "<notebook>", "exec"), namespace)
+        except Exception:  # an import or constant that fails here must not stop the others
+            continue
+    missing = [name for name in names if not callable(namespace.get(name))]
+    if missing:
+        raise MissingFunction(f"the notebook does not define {', '.join(missing)} (keep the names and "
+                              "signatures the exercise gives)")
+    return {name: namespace[name] for name in names}

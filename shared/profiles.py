@@ -1,0 +1,123 @@
+"""Profiles: one switch (FT_PROFILE) picks models and sizes; notebooks never branch on model names.
+
+* ``tiny`` (default): the course's own tiny Llama in ``data/tiny-base``, on the CPU, fully offline.
+* ``gpu``: real hub models on a CUDA GPU (Colab or your own), same notebooks, bigger numbers.
+
+A notebook asks ``profile = get_profile()`` and reads what it needs: ``profile.base_model``,
+``profile.train("sft")`` for the training sizes of a rung, and so on. Unknown profile names and unknown
+setting names fail loudly, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from shared.paths import TINY_BASE_DIR
+
+ENV_VAR = "FT_PROFILE"
+DEFAULT = "tiny"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    base_model: str          # a local folder or a hub id; the model a rung starts from
+    device: str              # "cpu" or "cuda"
+    dtype: str               # torch dtype name for full-precision loading
+    max_seq_length: int
+    eval_limit: int | None   # examples per task and split to evaluate (None: all)
+    qlora_model: str = ""    # the big model rung 04 quantises to 4 bit
+    offline: bool = True     # True: never touch the network
+    training: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    minutes_note: str = ""
+
+    def train(self, stage: str) -> dict:
+        """Training sizes for one stage (e.g. "sft"): a fresh dict you may change in the notebook."""
+        if stage not in self.training:
+            raise KeyError(f"profile {self.name!r} has no training settings for {stage!r}; "
+                           f"it has: {', '.join(sorted(self.training))}")
+        return dict(self.training[stage])
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        if self.dtype == "auto-half":  # bf16 where the GPU supports it (Ampere+), else fp16 (e.g. a T4)
+            return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+        return getattr(torch, self.dtype)
+
+
+PROFILES = {
+    "tiny": Profile(
+        name="tiny",
+        base_model=str(TINY_BASE_DIR),
+        device="cpu",
+        dtype="float32",
+        max_seq_length=256,
+        eval_limit=None,
+        qlora_model=str(TINY_BASE_DIR),
+        offline=True,
+        training=MappingProxyType({
+            # Full fine-tune of a 5M-parameter model: ~40 s on 2 CPU cores.
+            "sft": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=3, per_device_train_batch_size=32,
+                                         examples_per_task=400, warmup_ratio=0.05)),
+        }),
+        minutes_note="CPU, 2 cores",
+    ),
+    "gpu": Profile(
+        name="gpu",
+        # A real base (not instruction-tuned) model, small enough for a free Colab T4.
+        base_model="HuggingFaceTB/SmolLM2-360M",
+        device="cuda",
+        dtype="auto-half",
+        max_seq_length=512,
+        eval_limit=200,
+        qlora_model="Qwen/Qwen2.5-7B",
+        offline=False,
+        training=MappingProxyType({
+            "sft": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
+                                         examples_per_task=None, warmup_ratio=0.05)),
+        }),
+        minutes_note="one GPU (a Colab T4 is enough)",
+    ),
+}
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def profile_name() -> str:
+    name = os.environ.get(ENV_VAR, DEFAULT).strip().lower() or DEFAULT
+    if name not in PROFILES:
+        raise ProfileError(f"{ENV_VAR}={name!r} is not a profile. Choose one of: {', '.join(PROFILES)} "
+                           f"(e.g. `export {ENV_VAR}=tiny`).")
+    return name
+
+
+def get_profile(announce: bool = True) -> Profile:
+    """The profile FT_PROFILE selects (default: tiny)."""
+    name = profile_name()
+    profile = PROFILES[name]
+    if profile.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ProfileError(f"{ENV_VAR}=gpu needs a CUDA GPU and none is visible. On Colab: Runtime -> "
+                               "Change runtime type -> T4 GPU. Or use the CPU profile: `export FT_PROFILE=tiny`.")
+    elif announce and _cuda_available():
+        warnings.warn("A CUDA GPU is present but the tiny (CPU) profile is in use. "
+                      f"Set {ENV_VAR}=gpu to use real hub models on the GPU.", stacklevel=2)
+    return profile
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

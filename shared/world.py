@@ -1,0 +1,327 @@
+"""The tiny world: a small fictional world, generated from a seed.
+
+Everything the tiny profile trains on comes from here:
+
+* `build_world()`      -- people (town, favourite colour, pet, job) and towns (river, known-for, residents);
+* `pretraining_corpus()` -- encyclopedia-style prose about the world, reading-comprehension documents,
+  arithmetic statements and little stories with sums in them. The tiny base model reads only this;
+* `task_splits()`       -- three instruction tasks with verifiable answers, each split into
+  train / validation / heldout:
+
+  - ``closed_qa``   "Where does Mira Olsen live?" -> "Fenwick" (the fact is in the corpus, never in the prompt);
+  - ``extraction``  a short passage about a stranger -> ``{"name": ..., "town": ..., "job": ...}``;
+  - ``arithmetic``  a word problem -> its number.
+
+Held-out data uses people the fine-tuning data never mentions (closed QA), strangers with unseen passage
+phrasings (extraction), and unseen names, items and operand pairs (arithmetic).
+
+Why every fact appears in several phrasings and orders: a model that saw each biography written only one
+way memorises the text, not the facts, and fine-tuning cannot teach it to answer questions about people it
+was not fine-tuned on. Rewriting each biography a few ways ("knowledge augmentation", Allen-Zhu & Li,
+*Physics of Language Models* part 3.1) is what lets instruction tuning generalise to unseen people.
+
+Run ``python -m shared.world`` (or ``make data``) to write the files under ``data/``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SEED = 1234
+
+TOWNS = ["Fenwick", "Harrowgate", "Millbrook", "Oakhollow", "Pellmarsh",
+         "Quillby", "Rushford", "Stonemere", "Thistledown", "Wrenfield"]
+RIVERS = ["Alder", "Brisk", "Cold Run", "Dunmore", "Elvey"]
+KNOWN_FOR = ["its cheese", "its glass", "its horses", "its apples", "its bells",
+             "its wool", "its bridges", "its honey", "its lanterns", "its boats"]
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "grey", "white", "black"]
+PETS = ["cat", "dog", "parrot", "rabbit", "goat", "tortoise", "hamster", "owl", "ferret", "goldfish"]
+JOBS = ["baker", "smith", "weaver", "farmer", "potter", "fisher",
+        "carpenter", "miller", "tailor", "healer", "teacher", "brewer"]
+
+# Names are built from syllables, so strangers (used for extraction and word problems) look like
+# world people to the tokenizer but are guaranteed to be different people.
+FIRST_SYLLABLES = ["Ma", "Li", "Ro", "Ta", "Be", "Ka", "Si", "No", "El", "Da", "Fi", "Go",
+                   "Ha", "Ju", "Lo", "Mi", "Ne", "Pa", "Ri", "Vo"]
+FIRST_ENDINGS = ["ra", "na", "lo", "ric", "bel", "ta", "mon", "sa", "dor", "vin", "la", "ko"]
+LAST_SYLLABLES = ["Ash", "Brom", "Cal", "Dun", "Fal", "Gar", "Hol", "Kes", "Lin", "Mor",
+                  "Nor", "Pem", "Rad", "Sel", "Tor", "Wal"]
+LAST_ENDINGS = ["by", "ford", "ley", "wood", "ton", "well", "more", "ridge", "stead", "croft"]
+
+N_PEOPLE = 300
+BIOS_PER_PERSON = 6  # knowledge augmentation: each person is described this many ways
+
+# -- prose templates -------------------------------------------------------------------------------
+FACT_SENTENCES = {
+    "town": ["{name} lives in {town}.", "{name} makes a home in {town}.",
+             "The town of {town} is where {name} lives.", "{name} is a resident of {town}."],
+    "colour": ["{name}'s favourite colour is {colour}.", "{name} likes the colour {colour} best.",
+               "Of all the colours, {name} loves {colour} most.", "The colour {name} likes best is {colour}."],
+    "pet": ["{name} keeps a {pet} as a pet.", "{name} has a pet {pet}.",
+            "{name}'s pet is a {pet}.", "At home, {name} looks after a {pet}."],
+    "job": ["{name} works as a {job}.", "{name} is a {job} by trade.",
+            "By trade, {name} is a {job}.", "{name} earns a living as a {job}."],
+}
+# Extraction passages in the held-out split are written with phrasings no training passage uses.
+HELDOUT_EXTRACTION_SENTENCES = {
+    "town": ["{name}'s house stands in {town}.", "You will find {name} in {town}."],
+    "job": ["{name} spends the working day as a {job}.", "People know {name} as the local {job}."],
+}
+QUESTIONS = {
+    "town": ["Where does {name} live?", "Which town is {name} from?"],
+    "colour": ["What is {name}'s favourite colour?", "Which colour does {name} like best?"],
+    "pet": ["What pet does {name} have?", "What kind of pet does {name} keep?"],
+    "job": ["What does {name} do for a living?", "What is {name}'s job?"],
+}
+EXTRACTION_INSTRUCTION = "Extract the person's name, town and job from the text as JSON.\n\nText: {passage}"
+ITEMS = ["apples", "coins", "marbles", "pears", "stamps", "shells", "buttons", "eggs"]
+HELDOUT_ITEMS = ["acorns", "feathers"]
+ADD_STORIES = ["{name} has {a} {item}. {name} finds {b} more. How many {item} does {name} have now?",
+               "{name} had {a} {item} and was given {b} more. How many {item} does {name} have?"]
+SUB_STORIES = ["{name} has {a} {item}. {name} gives away {b}. How many {item} does {name} have left?",
+               "{name} had {a} {item} and lost {b} of them. How many {item} are left?"]
+MAX_OPERAND = 20
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    town: str
+    colour: str
+    pet: str
+    job: str
+
+
+def _name(rng: random.Random) -> str:
+    first = rng.choice(FIRST_SYLLABLES) + rng.choice(FIRST_ENDINGS)
+    last = rng.choice(LAST_SYLLABLES) + rng.choice(LAST_ENDINGS)
+    return f"{first} {last}"
+
+
+def _unique_names(rng: random.Random, n: int, taken: set[str]) -> list[str]:
+    names: list[str] = []
+    while len(names) < n:
+        name = _name(rng)
+        if name not in taken:
+            taken.add(name)
+            names.append(name)
+    return names
+
+
+def build_world(seed: int = SEED) -> dict:
+    """People and towns of the tiny world, as plain data (saved to data/world/world.json)."""
+    rng = random.Random(seed)
+    names = _unique_names(rng, N_PEOPLE, set())
+    people = []
+    for name in names:
+        people.append(Person(name, rng.choice(TOWNS), rng.choice(COLOURS), rng.choice(PETS), rng.choice(JOBS)))
+    towns = [{"name": town, "river": rng.choice(RIVERS), "known_for": KNOWN_FOR[i]}
+             for i, town in enumerate(TOWNS)]
+    return {"seed": seed, "people": [asdict(p) for p in people], "towns": towns}
+
+
+def strangers(seed: int, n: int, world: dict) -> list[Person]:
+    """People who are *not* in the world (their names never occur in the corpus about world people)."""
+    rng = random.Random(seed)
+    taken = {p["name"] for p in world["people"]}
+    return [Person(name, rng.choice(TOWNS), rng.choice(COLOURS), rng.choice(PETS), rng.choice(JOBS))
+            for name in _unique_names(rng, n, taken)]
+
+
+def biography(person: dict, rng: random.Random, facts=("town", "colour", "pet", "job"),
+              sentences=FACT_SENTENCES) -> str:
+    """One description of a person: one sentence per fact, phrasing and order chosen at random."""
+    facts = list(facts)
+    rng.shuffle(facts)
+    return " ".join(rng.choice(sentences[fact]).format(**person) for fact in facts)
+
+
+# -- the pretraining corpus --------------------------------------------------------------------------
+def _town_docs(world: dict, rng: random.Random) -> list[str]:
+    docs = []
+    for town in world["towns"]:
+        residents = [p["name"] for p in world["people"] if p["town"] == town["name"]]
+        for _ in range(3):
+            picked = rng.sample(residents, k=min(3, len(residents)))
+            docs.append(f"{town['name']} is a town on the river {town['river']}. "
+                        f"{town['name']} is known for {town['known_for']}. "
+                        f"Among the people of {town['name']} are {', '.join(picked)}.")
+    return docs
+
+
+def _reading_docs(world: dict, rng: random.Random, n: int) -> list[str]:
+    """A passage about a stranger, then questions answered from the passage: teaches reading in context."""
+    docs = []
+    for person in strangers(rng.randrange(10**9), n, world):
+        facts = rng.sample(["town", "colour", "pet", "job"], k=3)
+        passage = biography(asdict(person), rng, facts=facts)
+        qa = [f"Question: {rng.choice(QUESTIONS[f]).format(name=person.name)}\nAnswer: {getattr(person, f)}."
+              for f in facts]
+        rng.shuffle(qa)
+        docs.append(f"Passage: {passage}\n" + "\n".join(qa[:2]))
+    return docs
+
+
+def _arithmetic_docs(rng: random.Random) -> list[str]:
+    """Every sum and difference of two numbers up to MAX_OPERAND, as short statements."""
+    lines = []
+    for a in range(MAX_OPERAND + 1):
+        for b in range(MAX_OPERAND + 1):
+            lines.append(rng.choice([f"{a} plus {b} is {a + b}.", f"{a} + {b} = {a + b}."]))
+            if a >= b:
+                lines.append(rng.choice([f"{a} minus {b} is {a - b}.", f"{a} - {b} = {a - b}."]))
+    rng.shuffle(lines)
+    return [" ".join(lines[i:i + 8]) for i in range(0, len(lines), 8)]
+
+
+def _story_docs(world: dict, rng: random.Random, n: int) -> list[str]:
+    """Little stories in which a sum happens -- prose, never in the question-and-answer form of the task."""
+    names = [p["name"] for p in world["people"]]
+    docs = []
+    for _ in range(n):
+        name, item = rng.choice(names), rng.choice(ITEMS)
+        a, b = rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)
+        if rng.random() < 0.5:
+            docs.append(f"{name} had {a} {item}. Then {name} found {b} more, so {name} had {a + b} {item}.")
+        else:
+            a, b = max(a, b), min(a, b)
+            docs.append(f"{name} had {a} {item}. After giving {b} away, {name} had {a - b} {item} left.")
+    return docs
+
+
+def pretraining_corpus(world: dict, seed: int = SEED) -> dict[str, list[str]]:
+    """Documents for pretraining ("train") and for measuring held-out perplexity ("validation")."""
+    rng = random.Random(seed + 1)
+    people = world["people"]
+    train = [biography(p, rng) for p in people for _ in range(BIOS_PER_PERSON)]
+    train += _town_docs(world, rng) + _reading_docs(world, rng, 300)
+    train += _arithmetic_docs(rng) + _story_docs(world, rng, 300)
+    rng.shuffle(train)
+    # Validation prose: new write-ups of the same facts, so perplexity measures fluency, not copying.
+    validation = [biography(p, rng) for p in rng.sample(people, 100)] + _reading_docs(world, rng, 50)
+    return {"train": train, "validation": validation}
+
+
+# -- the three tasks -------------------------------------------------------------------------------
+SPLIT_SIZES = {"closed_qa": (200, 40, 60),  # people, not examples: each person gives one question per fact
+               "extraction": (400, 60, 100),
+               "arithmetic": (400, 60, 100)}
+
+
+def _closed_qa(world: dict, rng: random.Random) -> dict[str, list[dict]]:
+    people = list(world["people"])
+    rng.shuffle(people)
+    n_train, n_val, n_held = SPLIT_SIZES["closed_qa"]
+    groups = {"train": people[:n_train], "validation": people[n_train:n_train + n_val],
+              "heldout": people[n_train + n_val:n_train + n_val + n_held]}
+    splits = {}
+    for split, group in groups.items():
+        splits[split] = [{"task": "closed_qa", "prompt": rng.choice(QUESTIONS[fact]).format(name=p["name"]),
+                          "answer": p[fact], "meta": {"name": p["name"], "fact": fact}}
+                         for p in group for fact in ("town", "colour", "pet", "job")]
+    return splits
+
+
+def extraction_answer(name: str, town: str, job: str) -> str:
+    """The canonical JSON answer (keys in a fixed order, so exact-match training targets are consistent)."""
+    return json.dumps({"name": name, "town": town, "job": job})
+
+
+def _extraction(world: dict, rng: random.Random) -> dict[str, list[dict]]:
+    n_train, n_val, n_held = SPLIT_SIZES["extraction"]
+    people = strangers(rng.randrange(10**9), n_train + n_val + n_held, world)
+    heldout_sentences = {**FACT_SENTENCES, **HELDOUT_EXTRACTION_SENTENCES}
+    splits = {"train": people[:n_train], "validation": people[n_train:n_train + n_val],
+              "heldout": people[n_train + n_val:]}
+    out = {}
+    for split, group in splits.items():
+        sentences = heldout_sentences if split == "heldout" else FACT_SENTENCES
+        out[split] = []
+        for person in group:
+            extra = rng.sample(["colour", "pet"], k=rng.randint(0, 2))  # distractor facts
+            passage = biography(asdict(person), rng, facts=["town", "job", *extra], sentences=sentences)
+            out[split].append({"task": "extraction", "prompt": EXTRACTION_INSTRUCTION.format(passage=passage),
+                               "answer": extraction_answer(person.name, person.town, person.job),
+                               "meta": {"name": person.name}})
+    return out
+
+
+def _arithmetic(world: dict, rng: random.Random) -> dict[str, list[dict]]:
+    n_train, n_val, n_held = SPLIT_SIZES["arithmetic"]
+    pairs = [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
+    rng.shuffle(pairs)
+    heldout_pairs, seen_pairs = pairs[:n_held], pairs[n_held:]  # held-out sums never appear in fine-tuning
+    names = [p.name for p in strangers(rng.randrange(10**9), 200, world)]
+    seen_names, heldout_names = names[:150], names[150:]
+
+    def problem(pair, name_pool, items) -> dict:
+        a, b = pair
+        name, item = rng.choice(name_pool), rng.choice(items)
+        if rng.random() < 0.5:
+            story, answer, op = rng.choice(ADD_STORIES), a + b, "+"
+        else:
+            a, b = max(a, b), min(a, b)
+            story, answer, op = rng.choice(SUB_STORIES), a - b, "-"
+        return {"task": "arithmetic", "prompt": story.format(name=name, item=item, a=a, b=b),
+                "answer": str(answer), "meta": {"a": a, "b": b, "op": op}}
+
+    return {"train": [problem(rng.choice(seen_pairs), seen_names, ITEMS) for _ in range(n_train)],
+            "validation": [problem(rng.choice(seen_pairs), seen_names, ITEMS) for _ in range(n_val)],
+            "heldout": [problem(pair, heldout_names, HELDOUT_ITEMS) for pair in heldout_pairs[:n_held]]}
+
+
+TASKS = ("closed_qa", "extraction", "arithmetic")
+SPLITS = ("train", "validation", "heldout")
+
+
+def task_splits(world: dict, seed: int = SEED) -> dict[str, dict[str, list[dict]]]:
+    """task -> split -> examples. Each example: task, prompt, answer, id, meta."""
+    builders = {"closed_qa": _closed_qa, "extraction": _extraction, "arithmetic": _arithmetic}
+    out = {}
+    for i, task in enumerate(TASKS):
+        splits = builders[task](world, random.Random(seed + 10 + i))
+        for split, examples in splits.items():
+            for n, example in enumerate(examples):
+                example["id"] = f"{task}-{split}-{n:04d}"
+        out[task] = splits
+    return out
+
+
+# -- writing the files -------------------------------------------------------------------------------
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_data(data_dir: Path) -> list[Path]:
+    """Generate the world, corpus and task files under data_dir. Returns the paths written."""
+    world = build_world()
+    written = []
+    world_path = data_dir / "world" / "world.json"
+    world_path.parent.mkdir(parents=True, exist_ok=True)
+    world_path.write_text(json.dumps(world, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(world_path)
+    for split, docs in pretraining_corpus(world).items():
+        path = data_dir / "world" / f"corpus.{split}.jsonl"
+        _write_jsonl(path, [{"text": d} for d in docs])
+        written.append(path)
+    for task, splits in task_splits(world).items():
+        for split, rows in splits.items():
+            path = data_dir / "tasks" / task / f"{split}.jsonl"
+            _write_jsonl(path, rows)
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    from shared.paths import DATA_DIR
+    from shared import checksums
+
+    for path in write_data(DATA_DIR):
+        print(f"wrote {path.relative_to(DATA_DIR.parent)}")
+    checksums.update(DATA_DIR)

@@ -34,7 +34,7 @@ CHAT_TEMPLATE = (
 CONFIG = dict(vocab_size=3072, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
               rope_theta=10000.0, tie_word_embeddings=True)
-TRAIN = dict(seq_len=128, batch_size=32, lr=3e-3, warmup_steps=30, steps=600, weight_decay=0.1, seed=0)
+TRAIN = dict(seq_len=128, batch_size=32, lr=2e-3, warmup_steps=30, steps=700, weight_decay=0.1, seed=0)
 
 
 def read_corpus(split: str) -> list[str]:

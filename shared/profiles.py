@@ -63,7 +63,7 @@ PROFILES = {
         training=MappingProxyType({
             # Full fine-tune of a 5M-parameter model: ~40 s on 2 CPU cores.
             "sft": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=3, per_device_train_batch_size=32,
-                                         examples_per_task=400, warmup_ratio=0.05)),
+                                         examples_per_task=400, warmup_steps=0.05)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -79,7 +79,7 @@ PROFILES = {
         offline=False,
         training=MappingProxyType({
             "sft": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
-                                         examples_per_task=None, warmup_ratio=0.05)),
+                                         examples_per_task=None, warmup_steps=0.05)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

@@ -51,7 +51,7 @@ LAST_SYLLABLES = ["Ash", "Brom", "Cal", "Dun", "Fal", "Gar", "Hol", "Kes", "Lin"
                   "Nor", "Pem", "Rad", "Sel", "Tor", "Wal"]
 LAST_ENDINGS = ["by", "ford", "ley", "wood", "ton", "well", "more", "ridge", "stead", "croft"]
 
-N_PEOPLE = 300
+N_PEOPLE = 200
 BIOS_PER_PERSON = 6  # knowledge augmentation: each person is described this many ways
 
 # -- prose templates -------------------------------------------------------------------------------
@@ -197,8 +197,8 @@ def pretraining_corpus(world: dict, seed: int = SEED) -> dict[str, list[str]]:
     rng = random.Random(seed + 1)
     people = world["people"]
     train = [biography(p, rng) for p in people for _ in range(BIOS_PER_PERSON)]
-    train += _town_docs(world, rng) + _reading_docs(world, rng, 300)
-    train += _arithmetic_docs(rng) + _story_docs(world, rng, 300)
+    train += _town_docs(world, rng) + _reading_docs(world, rng, 200)
+    train += _arithmetic_docs(rng) + _story_docs(world, rng, 200)
     rng.shuffle(train)
     # Validation prose: new write-ups of the same facts, so perplexity measures fluency, not copying.
     validation = [biography(p, rng) for p in rng.sample(people, 100)] + _reading_docs(world, rng, 50)
@@ -206,7 +206,7 @@ def pretraining_corpus(world: dict, seed: int = SEED) -> dict[str, list[str]]:
 
 
 # -- the three tasks -------------------------------------------------------------------------------
-SPLIT_SIZES = {"closed_qa": (200, 40, 60),  # people, not examples: each person gives one question per fact
+SPLIT_SIZES = {"closed_qa": (120, 20, 60),  # people, not examples: each person gives one question per fact
                "extraction": (400, 60, 100),
                "arithmetic": (400, 60, 100)}
 

@@ -1,0 +1,74 @@
+# Every target that needs the course's packages depends on the $(STAMP) file, so a fresh clone needs no
+# separate install step: the first `make lab` or `make test` creates .venv and installs the pinned versions.
+
+PY ?= python3
+VENV = .venv
+STAMP = $(VENV)/.installed
+RUNG ?=
+NOTEBOOK ?=
+JSON ?=
+
+# The one place the test command is written (.ci/run calls `make test`).
+TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
+
+# rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
+RUNG_DIR = $(if $(RUNG),$(firstword $(wildcard rungs/$(RUNG)-*)))
+
+.PHONY: help lab test check check-args exercises data base-model bench doctor readme
+
+help:
+	@echo "make lab          set up (first time) and open JupyterLab"
+	@echo "make test         set up (first time) and run the tests and solution notebooks"
+	@echo "make check RUNG=02 [NOTEBOOK=path] [JSON=results.json]   check a rung's notebook"
+	@echo "make doctor       check your set-up and say how to fix what fails"
+	@echo "make exercises    regenerate exercise notebooks from solutions (maintainers)"
+	@echo "make data         regenerate the tiny world data under data/"
+	@echo "make base-model   pretrain the tiny base model again"
+	@echo "make bench        time every ready rung's solution and print its before/after figures"
+	@echo "make readme       regenerate the rung table in README.md"
+
+# Re-runs when the pins change, so `git pull` followed by any target picks up new versions.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -r requirements.txt
+	$(VENV)/bin/pip install --no-deps -e .
+	touch $@
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab
+
+test: $(STAMP)
+	@echo "$(TEST_CMD)"
+	@$(TEST_CMD); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests -- that is a failure, not a pass." >&2; fi; \
+	exit $$status
+
+# Arguments are checked before the set-up, so a typo fails at once instead of after an install.
+check-args:
+	@if [ -z "$(RUNG)" ]; then echo "usage: make check RUNG=02 [NOTEBOOK=path]" >&2; exit 2; fi
+	@if [ -z "$(RUNG_DIR)" ]; then \
+		echo "make check: there is no rung $(RUNG) yet; the rungs are: $(notdir $(wildcard rungs/[0-9]*))" >&2; \
+		exit 2; fi
+
+check: check-args $(STAMP)
+	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
+
+exercises: $(STAMP)
+	$(VENV)/bin/python -m shared.notebooks_cli
+
+data: $(STAMP)
+	$(VENV)/bin/python -m shared.world
+
+base-model: $(STAMP)
+	$(VENV)/bin/python -m shared.pretrain
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py
+
+# No $(STAMP) here: doctor must also explain a machine where nothing is installed yet.
+doctor:
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m shared.doctor; else $(PY) -m shared.doctor; fi
+
+# shared/course.py needs only the standard library.
+readme:
+	$(PY) -m shared.course --write-readme

@@ -1,0 +1,127 @@
+"""Measure the tiny base model and write its model card (data/tiny-base/README.md).
+
+Two things make it a genuine *base* model, and both are measured, not claimed:
+
+* it knows the world and writes its prose: cloze recall ("Mira Olsen lives in" -> her town) and held-out
+  perplexity on new write-ups of the world;
+* it does not follow chat-formatted instructions: asked the task questions in the chat format, it rarely
+  answers right (the tasks' held-out accuracy before any fine-tuning).
+
+``python -m shared.basecard`` re-measures the committed model and rewrites the card's figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+CLOZE_PROMPTS = {"town": "{name} lives in", "colour": "{name}'s favourite colour is",
+                 "pet": "{name} has a pet", "job": "{name} works as a"}
+
+
+@torch.no_grad()
+def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
+    """Share of people whose fact the model writes next, greedy, after a plain prose prompt."""
+    model.eval()
+    recall = {}
+    for fact, template in CLOZE_PROMPTS.items():
+        prompts = [[tokenizer.bos_token_id, *tokenizer(template.format(**p), add_special_tokens=False)["input_ids"]]
+                   for p in people]
+        width = max(map(len, prompts))
+        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = (ids != tokenizer.pad_token_id).long()
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=3, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        recall[fact] = sum(t.strip().startswith(p[fact]) for t, p in zip(texts, people)) / len(people)
+    return recall
+
+
+def measure(model, tokenizer) -> dict:
+    from shared import evals
+    from shared.pretrain import pack, perplexity, read_corpus, TRAIN
+    from shared.world import build_world
+
+    people = build_world()["people"]
+    recall = cloze_recall(model, tokenizer, people)
+    ppl = perplexity(model, pack(read_corpus("validation"), tokenizer, TRAIN["seq_len"]))
+    chat = evals.accuracies(evals.evaluate_model(model, tokenizer, split="heldout"))
+    example = evals.generate(model, tokenizer, ["Where does " + people[0]["name"] + " live?"], max_new_tokens=16)
+    return {"parameters": sum(p.numel() for p in model.parameters()),
+            "cloze_recall": {k: round(v, 4) for k, v in recall.items()},
+            "heldout_perplexity": round(ppl, 3),
+            "chat_heldout_accuracy": chat,
+            "chat_example": {"prompt": "Where does " + people[0]["name"] + " live?", "answer": people[0]["town"],
+                             "base_model_says": example[0]}}
+
+
+CARD = """# tiny-base
+
+The course's own base model: a {parameters_m:.1f}M-parameter Llama (`LlamaForCausalLM`, {layers} layers,
+hidden size {hidden}, {heads} heads, vocabulary {vocab} byte-level BPE tokens) pretrained from scratch on the
+generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** model: it has read prose
+about the world, never a chat.
+
+Built by `make base-model` (`python -m shared.pretrain`) in {train_seconds:.0f} s on 2 CPU cores.
+
+| | |
+|---|---|
+| parameters | {parameters:,} |
+| tokens seen | {tokens_seen:,} ({steps} steps x {batch_size} x {seq_len} tokens; corpus {corpus_tokens:,} tokens) |
+| final training loss (mean of last 50 steps) | {final_train_loss:.3f} |
+| held-out perplexity (new write-ups of world facts) | {heldout_perplexity:.2f} |
+| cloze recall, all {n_people} people (town / colour / pet / job) | {recall} |
+| held-out task accuracy **in the chat format**, before fine-tuning | {chat} |
+
+What the figures say: the model knows the world (cloze recall) and writes its prose fluently (low perplexity
+on write-ups it never saw), but asked a question in the chat format it does not answer it -- e.g. asked
+"{example_prompt}" (answer: {example_answer}) it writes `{example_says}`. Rung 02 (SFT) teaches it to.
+
+Chat template: `<s><|user|>\\n...<|end|>\\n<|assistant|>\\n...<|end|>\\n`. The chat tokens are in the
+vocabulary but never occur in the pretraining text. Files: `model.safetensors` (bf16 on disk; load in float32
+on the CPU), `tokenizer.json`, `config.json`, `generation_config.json`. Figures measured by
+`python -m shared.basecard` and stored in `card.json`.
+"""
+
+
+def write(out_dir: Path, stats: dict, train_cfg: dict, config: dict) -> dict:
+    """Measure the saved model in out_dir (as a learner will load it) and write README.md + card.json."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+    figures = {**stats, **measure(model, tokenizer), "train_config": train_cfg, "model_config": config}
+    (out_dir / "card.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    _render(out_dir, figures)
+    return figures
+
+
+def _render(out_dir: Path, f: dict) -> None:
+    from shared.data import TASK_TITLES
+    from shared.world import N_PEOPLE
+
+    mc, tc = f["model_config"], f["train_config"]
+    text = CARD.format(
+        parameters_m=f["parameters"] / 1e6, layers=mc["num_hidden_layers"], hidden=mc["hidden_size"],
+        heads=mc["num_attention_heads"], vocab=f.get("vocab_size", mc["vocab_size"]), parameters=f["parameters"],
+        train_seconds=f["train_seconds"], tokens_seen=f["tokens_seen"], steps=f["steps"],
+        batch_size=tc["batch_size"], seq_len=tc["seq_len"], corpus_tokens=f["corpus_tokens"],
+        final_train_loss=f["final_train_loss"], heldout_perplexity=f["heldout_perplexity"], n_people=N_PEOPLE,
+        recall=" / ".join(f"{v:.0%}" for v in f["cloze_recall"].values()),
+        chat=", ".join(f"{TASK_TITLES[t]} {v:.0%}" for t, v in f["chat_heldout_accuracy"].items()),
+        example_prompt=f["chat_example"]["prompt"], example_answer=f["chat_example"]["answer"],
+        example_says=f["chat_example"]["base_model_says"].replace("\n", " ").replace("`", "'")[:80])
+    (out_dir / "README.md").write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    from shared import checksums
+    from shared.paths import DATA_DIR, TINY_BASE_DIR
+
+    previous = json.loads((TINY_BASE_DIR / "card.json").read_text())
+    keep = {k: previous[k] for k in ("train_seconds", "steps", "tokens_seen", "corpus_tokens", "final_train_loss")}
+    write(TINY_BASE_DIR, keep, previous["train_config"], previous["model_config"])
+    checksums.update(DATA_DIR)
+    print((TINY_BASE_DIR / "README.md").read_text())

@@ -1,0 +1,189 @@
+"""The course manifest: the one list of rungs that the README table, Colab badges, bench and tests read.
+
+The README's rung table is generated from ``RUNGS`` (never edited by hand), so the two cannot drift:
+
+    python -m shared.course --write-readme   # rewrite the table between the markers in README.md
+    python -m shared.course --check          # exit 1 when README.md is out of date (a test runs this too)
+
+Only the standard library is used here, so this works before the course's packages are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # not from shared.paths: keep this module dependency-free
+README = REPO_ROOT / "README.md"
+
+# The GitHub repository the Colab badges open. Every badge URL is built from this one slug.
+REPOSITORY = "shaper-of-models/fine-tuning-course"
+BRANCH = "main"
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+BEGIN, END = "<!-- rungs:begin -->", "<!-- rungs:end -->"
+STATUSES = ("ready", "coming")
+
+
+@dataclass(frozen=True)
+class Rung:
+    number: str               # "01".."11"
+    slug: str                 # folder rungs/NN-slug, solution solutions/NN-slug.ipynb
+    title: str
+    what_you_do: str
+    cpu_minutes: float | None  # expected minutes on CPU with the tiny profile (None: not measured yet)
+    colab: bool               # offered on a GPU (Colab) with the gpu profile
+    status: str               # "ready" or "coming"
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"rung {self.number}: status {self.status!r} is not one of {STATUSES}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.number}-{self.slug}"
+
+    @property
+    def folder(self) -> str:
+        return f"rungs/{self.name}"
+
+    @property
+    def exercise(self) -> str:
+        return f"{self.folder}/exercise.ipynb"
+
+    @property
+    def solution(self) -> str:
+        return f"solutions/{self.name}.ipynb"
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def colab_url(self) -> str:
+        return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{self.exercise}"
+
+    @property
+    def colab_badge(self) -> str:
+        return f"[![Open In Colab]({COLAB_BADGE})]({self.colab_url})"
+
+
+RUNGS = [
+    Rung("01", "when-to-fine-tune", "When to fine-tune",
+         "Weigh prompting, RAG and fine-tuning against each other, and learn to tell when training is the answer.",
+         None, False, "coming"),
+    Rung("02", "sft", "Supervised fine-tuning",
+         "Turn a base model into an instruction follower: chat format, loss only on the answer, "
+         "before/after scores on three held-out tasks.",
+         2, True, "ready"),
+    Rung("03", "lora", "LoRA",
+         "Train small low-rank adapters instead of every weight, and compare memory, speed and scores "
+         "with full fine-tuning.",
+         None, False, "coming"),
+    Rung("04", "qlora", "QLoRA",
+         "Load the base model in 4 bit and train LoRA adapters on top, so a much larger model fits one GPU.",
+         None, True, "coming"),
+    Rung("05", "data-curation", "Data curation",
+         "Deduplicate and filter a training set, and test the LIMA idea that a little good data beats a lot "
+         "of noisy data.",
+         None, False, "coming"),
+    Rung("06", "dpo", "Direct preference optimisation",
+         "Derive the DPO loss from the RLHF objective, then train on chosen/rejected pairs with TRL's DPOTrainer.",
+         None, False, "coming"),
+    Rung("07", "grpo", "GRPO",
+         "Learn from verifiable rewards with group-relative advantages, and see what they replace in PPO.",
+         None, False, "coming"),
+    Rung("08", "reward-modelling", "Reward modelling",
+         "Fit a Bradley–Terry reward model on preference pairs, and see why DPO can skip this step.",
+         None, False, "coming"),
+    Rung("09", "evals", "Evals",
+         "Measure before and after on three task types with held-out data, and catch forgetting when it happens.",
+         None, False, "coming"),
+    Rung("10", "forgetting", "Forgetting",
+         "Keep what the base model knew while teaching it something new: replay, EWC and data mixtures.",
+         None, False, "coming"),
+    Rung("11", "ecosystem", "The ecosystem",
+         "Map what you built by hand onto TRL, Axolotl, Unsloth, LLaMA-Factory and torchtune, and pick a tool.",
+         None, False, "coming"),
+]
+
+
+def rung(number: str | int) -> Rung:
+    """The rung with this number ("02" or 2)."""
+    key = f"{int(number):02d}" if str(number).isdigit() else str(number)
+    for r in RUNGS:
+        if r.number == key:
+            return r
+    raise KeyError(f"no rung {number!r}; the rungs are {', '.join(r.number for r in RUNGS)}")
+
+
+def ready_rungs() -> list[Rung]:
+    return [r for r in RUNGS if r.ready]
+
+
+# -- the README table ---------------------------------------------------------------------------------
+def _minutes(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"~{value:g}"
+
+
+def readme_table() -> str:
+    """The markdown table of rungs. Only a ready rung gets a link and a badge: nothing points at a missing file."""
+    lines = ["| Rung | What you do | CPU minutes (tiny) | GPU / Colab | Status |",
+             "|---|---|---|---|---|"]
+    for r in RUNGS:
+        label = f"{r.number} · {r.title}"
+        if r.ready:
+            cells = [f"[{label}]({r.folder}/)", r.what_you_do, _minutes(r.cpu_minutes),
+                     r.colab_badge if r.colab else "—", "ready"]
+        else:
+            cells = [label, r.what_you_do, "—", "—", "coming"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_block(text: str) -> str:
+    """What stands between the markers in a README text (stripped)."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"README.md has no {BEGIN} ... {END} block")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+
+
+def with_table(text: str) -> str:
+    """The README text with a freshly generated table between the markers."""
+    readme_block(text)  # raises a clear error when the markers are missing
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{readme_table()}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The course manifest (rungs) and the README table made from it.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write-readme", action="store_true", help="rewrite the rung table in README.md")
+    group.add_argument("--check", action="store_true", help="exit 1 when README.md's rung table is out of date")
+    args = parser.parse_args(argv)
+    if not (args.write_readme or args.check):
+        print(readme_table())
+        return 0
+    text = README.read_text(encoding="utf-8")
+    fresh = with_table(text)
+    if args.check:
+        if fresh != text:
+            print("README.md's rung table is out of date with shared/course.py. "
+                  "Run `make readme` (python -m shared.course --write-readme).", file=sys.stderr)
+            return 1
+        print("README.md's rung table is up to date.")
+        return 0
+    if fresh != text:
+        README.write_text(fresh, encoding="utf-8")
+        print("wrote the rung table in README.md")
+    else:
+        print("README.md's rung table was already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -80,13 +79,13 @@ class Report:
 class Context:
     """What a rung's check function works with: the notebook, its run, its outputs, the report."""
 
-    def __init__(self, rung: str, notebook_path: Path, timeout: float, out=sys.stdout,
+    def __init__(self, rung: str, notebook_path: Path, timeout: float, out=None,
                  outputs_root: Path | None = None):
         self.rung = rung
         self.notebook_path = notebook_path
         self.timeout = timeout
         self.report = Report(rung=rung, notebook=str(notebook_path))
-        self.out = out
+        self.out = out  # None: sys.stdout as it is when printing (so redirect_stdout and capture work)
         self._tmp = tempfile.TemporaryDirectory(prefix=f"check-{rung}-")
         # FT_OUTPUTS for the run: a fresh folder, so the learner's own outputs are neither read nor overwritten
         self.outputs_root = outputs_root or Path(self._tmp.name) / "outputs"
@@ -230,7 +229,7 @@ def rung_folder(rung: str) -> Path:
 
 
 def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, timeout: float,
-                   out=sys.stdout, outputs_root: Path | None = None) -> Report:
+                   out=None, outputs_root: Path | None = None) -> Report:
     """Check one notebook. `outputs_root` keeps the run's outputs there (tests, debugging)."""
     start = time.monotonic()
     print(f"Rung {rung} -- checking {_relative(notebook)}", file=out)

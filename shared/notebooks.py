@@ -101,6 +101,7 @@ def make_exercise(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cells.append(cell)
     exercise.cells = cells
     exercise.metadata.pop("widgets", None)
+    exercise.nbformat_minor = 4  # cell ids (4.5+) change on every save; without them the diff stays stable
     return exercise
 
 
@@ -114,6 +115,7 @@ def clean_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
         cell.metadata.pop("execution", None)
         cell.pop("id", None)
     clean.metadata.pop("widgets", None)
+    clean.nbformat_minor = 4
     return clean
 
 

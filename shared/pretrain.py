@@ -24,11 +24,13 @@ from shared.paths import DATA_DIR, TINY_BASE_DIR
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 CHAT_TOKENS = ["<|user|>", "<|assistant|>", "<|end|>"]
-# One message per block; the prompt for generation ends right after the assistant header.
+# One message per block; the prompt for generation ends right after the assistant header. The space before
+# each message matters: in the corpus words follow a space ("lives in Fenwick" -> " Fenwick"), so an answer
+# written " Fenwick" reuses the token the model learned the fact with, where "Fenwick" would be a new token.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
-    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    "<|{{ message['role'] }}|> {{ message['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
 CONFIG = dict(vocab_size=3072, hidden_size=256, intermediate_size=704, num_hidden_layers=4,

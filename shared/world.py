@@ -253,7 +253,10 @@ def _arithmetic(world: dict, rng: random.Random) -> dict[str, list[dict]]:
     n_train, n_val, n_held = SPLIT_SIZES["arithmetic"]
     pairs = [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
     rng.shuffle(pairs)
-    heldout_pairs, seen_pairs = pairs[:n_held], pairs[n_held:]  # held-out sums never appear in fine-tuning
+    heldout_pairs = pairs[:n_held]  # held-out sums never appear in fine-tuning, in either order:
+    # a subtraction puts the larger number first, so (b, a) would otherwise become the held-out a - b.
+    held = set(heldout_pairs)
+    seen_pairs = [(a, b) for a, b in pairs[n_held:] if (b, a) not in held]
     names = [p.name for p in strangers(rng.randrange(10**9), 200, world)]
     seen_names, heldout_names = names[:150], names[150:]
 

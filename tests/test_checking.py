@@ -1,0 +1,296 @@
+"""The checking framework, with a tiny fake rung: criteria never crash, reviews never pass on keywords, bad
+notebooks and buggy checks still give a report, and the command line writes JSON and a summary."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from shared import checking, notebooks
+from shared.checking import FAIL, PASS, REVIEW, CheckFailed, Context, require
+
+RUNG = "99"
+LONG_ANSWER = "Fine-tuning changes behaviour because the model sees many examples of the format it should use."
+
+
+def answer_cell(text: str):
+    cell = new_markdown_cell(text)
+    cell.metadata["tags"] = ["answer", "answer-why"]
+    return cell
+
+
+def write_notebook(path: Path, double_body: str, answer: str) -> Path:
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Demo rung"),
+        new_code_cell(f"FACTOR = 2\n\ndef double(x):\n    {double_body}"),
+        new_code_cell("raise RuntimeError('top-level code must not run while grading')"),
+        answer_cell(answer),
+    ])
+    notebooks.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def good_nb(tmp_path):
+    return write_notebook(tmp_path / "good.ipynb", "return FACTOR * x", LONG_ANSWER)
+
+
+@pytest.fixture
+def bad_nb(tmp_path):
+    return write_notebook(tmp_path / "bad.ipynb", notebooks.STUB, notebooks.ANSWER_PLACEHOLDER)
+
+
+def demo_check(ctx: Context) -> None:
+    """A rung's check function, as a check.py would write it (no notebook run: fast)."""
+    fns = ctx.graded(["double"])
+    ctx.criterion("double doubles", lambda: require(fns["double"](21) == 42, "double(21) should be 42"),
+                  hint="Multiply by FACTOR.")
+    ctx.review("written answer: why", ctx.answers().get("why"), min_words=10)
+
+
+@pytest.fixture
+def rungs_dir(tmp_path, monkeypatch):
+    root = tmp_path / "rungs"
+    (root / "99-demo").mkdir(parents=True)
+    (root / "01-other").mkdir()
+    monkeypatch.setattr(checking, "RUNGS_DIR", root)
+    return root
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    context = Context(RUNG, tmp_path / "nb.ipynb", timeout=60, out=io.StringIO())
+    yield context
+    context.close()
+
+
+def statuses(report) -> dict[str, str]:
+    return {c.name: c.status for c in report.criteria}
+
+
+def run_check(check, notebook, **kwargs):
+    out = io.StringIO()
+    report = checking.check_notebook(check, RUNG, notebook, timeout=60, out=out, **kwargs)
+    return report, out.getvalue()
+
+
+# -- criteria ------------------------------------------------------------------------------------------
+def test_criterion_pass_records_detail(ctx):
+    assert ctx.criterion("returns normally", lambda: "3 of 3") is True
+    assert ctx.criterion("returns None", lambda: None) is True
+    assert [(c.status, c.detail) for c in ctx.report.criteria] == [(PASS, "3 of 3"), (PASS, "")]
+    assert "✓ returns normally -- 3 of 3" in ctx.out.getvalue()
+    assert ctx.report.passed
+
+
+def test_criterion_check_failed_shows_message_and_hint(ctx):
+    def failing():
+        raise CheckFailed("the loss went up")
+
+    assert ctx.criterion("loss goes down", failing, hint="lower the learning rate") is False
+    criterion = ctx.report.criteria[0]
+    assert (criterion.status, criterion.detail, criterion.hint) == (FAIL, "the loss went up", "lower the learning rate")
+    printed = ctx.out.getvalue()
+    assert "✗ loss goes down -- the loss went up" in printed
+    assert "hint: lower the learning rate" in printed
+    assert not ctx.report.passed
+
+
+def test_criterion_exceptions_are_failures_not_crashes(ctx):
+    assert ctx.criterion("divides", lambda: 1 / 0) is False
+    assert ctx.criterion("reads", lambda: notebooks.read(ctx.notebook_path)) is False
+
+    def not_written():
+        raise NotImplementedError("Your code here")
+
+    assert ctx.criterion("written", not_written) is False
+    divides, reads, written = ctx.report.criteria
+    assert divides.status == FAIL and divides.detail.startswith("ZeroDivisionError: division by zero")
+    assert reads.status == FAIL and "does not exist" in reads.detail
+    assert written.status == FAIL and "not written yet" in written.detail
+
+
+def test_require():
+    require(True, "never shown")
+    with pytest.raises(CheckFailed, match="shown"):
+        require(False, "shown")
+
+
+def test_finite_fraction_and_read_json(tmp_path):
+    assert checking.finite_fraction(0.25, "accuracy") == 0.25
+    for bad in (float("nan"), 1.5, -0.1, True, "0.5", None):
+        with pytest.raises(CheckFailed, match="accuracy is"):
+            checking.finite_fraction(bad, "accuracy")
+    with pytest.raises(CheckFailed, match="was not saved"):
+        checking.read_json(tmp_path / "metrics.json", "the metrics")
+    (tmp_path / "metrics.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(CheckFailed, match="not valid JSON"):
+        checking.read_json(tmp_path / "metrics.json", "the metrics")
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.5}', encoding="utf-8")
+    assert checking.read_json(tmp_path / "metrics.json", "the metrics") == {"accuracy": 0.5}
+
+
+# -- written answers -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", [None, "", notebooks.ANSWER_PLACEHOLDER, "Too short to count.",
+                                  f"{notebooks.ANSWER_PLACEHOLDER} a b c"])
+def test_review_fails_missing_placeholder_or_short(ctx, text):
+    assert ctx.review("answer", text, min_words=10) is False
+    criterion = ctx.report.criteria[0]
+    assert criterion.status == FAIL
+    assert "at least 10 expected" in criterion.detail
+
+
+@pytest.mark.parametrize("text", [LONG_ANSWER, "banana " * 30])
+def test_review_flags_long_text_for_an_instructor(ctx, text):
+    """Present and long enough: ⚑ for review, whatever it says -- never a keyword pass."""
+    assert ctx.review("answer", text, min_words=10) is True
+    criterion = ctx.report.criteria[0]
+    assert criterion.status == REVIEW
+    assert criterion.status != PASS
+    assert "⚑ answer" in ctx.out.getvalue()
+    assert ctx.report.needs_review == ["answer"]
+    assert ctx.report.passed  # a review does not block "done"; the instructor grades it
+
+
+def test_empty_report_is_not_passed(ctx):
+    assert not ctx.report.passed
+
+
+# -- check_notebook ----------------------------------------------------------------------------------------
+def test_check_notebook_passes_a_good_notebook(good_nb):
+    report, printed = run_check(demo_check, good_nb)
+    assert statuses(report) == {"double doubles": PASS, "written answer: why": REVIEW}
+    assert report.passed
+    assert "DONE: 2/2 criteria met; 1 written answer(s) flagged for instructor review" in printed
+
+
+def test_check_notebook_fails_an_untouched_exercise(bad_nb):
+    report, printed = run_check(demo_check, bad_nb)
+    assert statuses(report) == {"double doubles": FAIL, "written answer: why": FAIL}
+    assert "not written yet" in report.criteria[0].detail
+    assert not report.passed
+    assert "NOT DONE YET: 0/2" in printed
+
+
+def test_check_notebook_reports_missing_functions(tmp_path):
+    path = tmp_path / "empty.ipynb"
+    notebooks.write(new_notebook(cells=[new_code_cell("x = 1")]), path)
+    report, _ = run_check(demo_check, path)
+    assert report.criteria[0].status == FAIL
+    assert "does not define double" in report.criteria[0].detail
+
+
+def test_check_notebook_on_a_missing_path(tmp_path):
+    report, printed = run_check(demo_check, tmp_path / "missing.ipynb")
+    assert statuses(report) == {"the notebook can be read": FAIL}
+    assert "does not exist" in report.criteria[0].detail
+    assert not report.passed
+    assert "NOT DONE YET" in printed
+
+
+def test_check_notebook_on_a_non_json_file(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text("definitely { not json", encoding="utf-8")
+    report, _ = run_check(demo_check, path)
+    assert statuses(report) == {"the notebook can be read": FAIL}
+    assert "not a readable notebook" in report.criteria[0].detail
+
+
+def test_a_check_that_raises_still_gives_a_report(good_nb):
+    def buggy_check(ctx):
+        ctx.criterion("first", lambda: None)
+        raise KeyError("bug in the checker")
+
+    report, printed = run_check(buggy_check, good_nb)
+    assert statuses(report) == {"first": PASS, "the checker itself": FAIL}
+    assert "KeyError" in report.criteria[1].detail
+    assert "checker error" in report.criteria[1].hint
+    assert not report.passed
+    assert "Traceback" not in printed
+
+
+def test_run_notebook_with_outputs(tmp_path, rungs_dir):
+    """The notebook runs in a kernel with FT_OUTPUTS set; the check reads what it saved."""
+    nb = new_notebook(cells=[
+        new_code_cell("import json\nfrom shared.paths import outputs_dir"),
+        new_code_cell("(outputs_dir('99-demo') / 'metrics.json').write_text(json.dumps({'accuracy': 0.75}))"),
+    ])
+    path = tmp_path / "runs.ipynb"
+    notebooks.write(nb, path)
+
+    def check(ctx):
+        ctx.run_notebook()
+        ctx.criterion("accuracy saved", lambda: checking.finite_fraction(
+            checking.read_json(ctx.outputs() / "metrics.json", "the metrics")["accuracy"], "accuracy"))
+
+    outputs_root = tmp_path / "outputs"
+    report, printed = run_check(check, path, outputs_root=outputs_root)
+    assert report.passed, printed
+    assert statuses(report) == {"the notebook runs top to bottom": PASS, "accuracy saved": PASS}
+    assert report.criteria[1].detail == "0.75"
+    assert report.notebook_seconds is not None
+    assert (outputs_root / "99-demo" / "metrics.json").exists()
+
+
+def test_run_notebook_names_the_failing_cell(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('learner bug')")])
+    path = tmp_path / "fails.ipynb"
+    notebooks.write(nb, path)
+    report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
+    assert not report.passed
+    assert report.criteria[0].detail == "code cell 2 raised ValueError: learner bug"
+    assert "hint: Restart the kernel" in printed
+
+
+# -- the command line ----------------------------------------------------------------------------------------
+def test_rung_folder(rungs_dir):
+    assert checking.rung_folder("99") == rungs_dir / "99-demo"
+    with pytest.raises(SystemExit, match="01-other, 99-demo"):
+        checking.rung_folder("42")
+
+
+def test_main_json_for_a_passing_notebook(rungs_dir, good_nb, tmp_path):
+    result = tmp_path / "results" / "out.json"
+    assert checking.main(demo_check, RUNG, [str(good_nb), "--json", str(result)]) == 0
+    payload = json.loads(result.read_text(encoding="utf-8"))
+    assert payload["passed"] is True
+    assert payload["notebook"] == str(good_nb)
+    assert [c["status"] for c in payload["criteria"]] == [PASS, REVIEW]
+    assert payload["needs_review"] == ["written answer: why"]
+
+
+def test_main_exit_code_is_1_when_a_criterion_fails(rungs_dir, bad_nb, tmp_path):
+    result = tmp_path / "out.json"
+    assert checking.main(demo_check, RUNG, [str(bad_nb), "--json", str(result)]) == 1
+    payload = json.loads(result.read_text(encoding="utf-8"))
+    assert payload["passed"] is False
+    assert {c["status"] for c in payload["criteria"]} == {FAIL}
+
+
+def test_main_defaults_to_the_rungs_exercise(rungs_dir, capsys):
+    write_notebook(rungs_dir / "99-demo" / "exercise.ipynb", notebooks.STUB, notebooks.ANSWER_PLACEHOLDER)
+    assert checking.main(demo_check, RUNG, []) == 1
+    printed = capsys.readouterr().out  # the report goes to sys.stdout as it is at run time
+    assert "99-demo/exercise.ipynb" in printed
+    assert "✗ double doubles -- not written yet" in printed
+
+
+def test_main_with_two_notebooks_writes_a_list_and_a_summary(rungs_dir, good_nb, bad_nb, tmp_path, capsys):
+    result = tmp_path / "class.json"
+    assert checking.main(demo_check, RUNG, [str(good_nb), str(bad_nb), "--json", str(result)]) == 1
+    payload = json.loads(result.read_text(encoding="utf-8"))
+    assert isinstance(payload, list)
+    assert [(r["notebook"], r["passed"]) for r in payload] == [(str(good_nb), True), (str(bad_nb), False)]
+    printed = capsys.readouterr().out
+    summary = printed[printed.index("Summary"):]
+    assert f"DONE      {good_nb}  (1 to review)" in summary
+    assert f"NOT DONE  {bad_nb}" in summary
+
+
+def test_main_with_two_passing_notebooks_exits_0(rungs_dir, good_nb, tmp_path):
+    other = write_notebook(tmp_path / "other.ipynb", "return x + x", LONG_ANSWER)
+    assert checking.main(demo_check, RUNG, [str(good_nb), str(other)]) == 0

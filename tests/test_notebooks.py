@@ -1,0 +1,269 @@
+"""Notebook tooling: exercises from solutions, reading, graded functions, running with a time limit."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from shared import notebooks
+from shared.notebooks import (ANSWER_PLACEHOLDER, BEGIN_ANSWER, BEGIN_SOLUTION, END_ANSWER, END_SOLUTION, STUB,
+                              MissingFunction, NotebookError)
+
+
+def solution_notebook() -> nbformat.NotebookNode:
+    code = new_code_cell(
+        "import math\n"
+        "\n"
+        "def area(r):\n"
+        '    """Area of a circle."""\n'
+        f"    {BEGIN_SOLUTION}\n"
+        "    squared = r * r\n"
+        "    return math.pi * squared\n"
+        f"    {END_SOLUTION}\n"
+        "\n"
+        "print(area(1))",
+        execution_count=3,
+        outputs=[new_output("stream", name="stdout", text="3.14\n")],
+    )
+    code.metadata["execution"] = {"iopub.status.busy": "2024-01-01"}
+    top_level = new_code_cell(f"{BEGIN_SOLUTION}\nANSWER = 42\n{END_SOLUTION}")
+    answer = new_markdown_cell(f"Why?\n\n{BEGIN_ANSWER}\nBecause the radius is squared.\n{END_ANSWER}\n\nThe end.")
+    answer.metadata["tags"] = ["answer", "answer-why"]
+    secret = new_code_cell("print('only in the solution')")
+    secret.metadata["tags"] = ["solution-only"]
+    nb = new_notebook(cells=[new_markdown_cell("# Title"), code, top_level, answer, secret])
+    nb.metadata["widgets"] = {"state": {}}
+    return nb
+
+
+@pytest.fixture
+def solution():
+    return solution_notebook()
+
+
+@pytest.fixture
+def exercise(solution):
+    return notebooks.make_exercise(solution)
+
+
+# -- exercises from solutions ----------------------------------------------------------------------------
+def test_solution_block_becomes_an_indented_stub(exercise):
+    source = exercise.cells[1].source
+    assert source.splitlines() == [
+        "import math",
+        "",
+        "def area(r):",
+        '    """Area of a circle."""',
+        f"    {STUB}",
+        "",
+        "print(area(1))",
+    ]
+    assert exercise.cells[2].source == STUB  # no indentation at top level
+
+
+def test_marker_lines_and_solution_code_never_appear(exercise):
+    text = notebooks.dumps(exercise)
+    for marker in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_ANSWER, END_ANSWER):
+        assert marker not in text
+    assert "squared" not in text
+    assert "ANSWER = 42" not in text
+    assert "Because the radius" not in text
+
+
+def test_stubbed_code_still_compiles(exercise):
+    for cell in exercise.cells:
+        if cell.cell_type == "code":
+            compile(cell.source, "<exercise>", "exec")
+
+
+def test_answer_markers_become_the_placeholder(exercise):
+    assert exercise.cells[3].source == f"Why?\n\n{ANSWER_PLACEHOLDER}\n\nThe end."
+    assert exercise.cells[3].metadata["tags"] == ["answer", "answer-why"]  # tags kept for the checker
+
+
+def test_solution_only_cells_are_dropped(solution, exercise):
+    assert len(exercise.cells) == len(solution.cells) - 1
+    assert "only in the solution" not in notebooks.dumps(exercise)
+
+
+def test_outputs_and_execution_counts_are_cleared(exercise):
+    for cell in exercise.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == []
+            assert cell.execution_count is None
+        assert "execution" not in cell.metadata
+    assert "widgets" not in exercise.metadata
+
+
+def test_make_exercise_is_idempotent_and_pure(solution, exercise):
+    before = copy.deepcopy(solution)
+    again = notebooks.make_exercise(solution)
+    assert solution == before  # the input is not changed
+    assert notebooks.dumps(again) == notebooks.dumps(exercise)  # deterministic
+    assert notebooks.dumps(notebooks.make_exercise(exercise)) == notebooks.dumps(exercise)  # idempotent
+
+
+def test_clean_solution_keeps_the_solution(solution):
+    clean = notebooks.clean_solution(solution)
+    assert BEGIN_SOLUTION in clean.cells[1].source
+    assert clean.cells[1].outputs == [] and clean.cells[1].execution_count is None
+    assert len(clean.cells) == len(solution.cells)
+    assert solution.cells[1].outputs  # input untouched
+
+
+@pytest.mark.parametrize("source, message", [
+    (f"{BEGIN_SOLUTION}\nx = 1", "without"),
+    (f"x = 1\n{END_SOLUTION}", "without"),
+    (f"{BEGIN_SOLUTION}\n{BEGIN_SOLUTION}\nx = 1\n{END_SOLUTION}\n{END_SOLUTION}", "nested"),
+    (f"{BEGIN_SOLUTION}\nx = 1\n{END_SOLUTION}\n{END_SOLUTION}", "without"),
+])
+def test_unbalanced_or_nested_markers_raise(source, message):
+    nb = new_notebook(cells=[new_code_cell(source)])
+    with pytest.raises(NotebookError, match=message):
+        notebooks.make_exercise(nb)
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def test_read_write_round_trip(tmp_path, solution):
+    path = tmp_path / "nb.ipynb"
+    notebooks.write(solution, path)
+    assert notebooks.read(path).cells[1].source == solution.cells[1].source
+
+
+def test_read_missing_file(tmp_path):
+    with pytest.raises(NotebookError, match="does not exist"):
+        notebooks.read(tmp_path / "nowhere.ipynb")
+
+
+@pytest.mark.parametrize("content", ["this is not json", '{"cells": [', ""])
+def test_read_non_json_file(tmp_path, content):
+    path = tmp_path / "broken.ipynb"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(NotebookError, match="not a readable notebook"):
+        notebooks.read(path)
+
+
+def test_read_json_that_is_not_a_notebook(tmp_path):
+    path = tmp_path / "list.ipynb"
+    path.write_text("[1, 2, 3]", encoding="utf-8")
+    with pytest.raises(NotebookError, match="not a (readable|valid) notebook"):
+        notebooks.read(path)
+
+
+# -- graded functions --------------------------------------------------------------------------------------
+def graded_notebook(*sources: str) -> nbformat.NotebookNode:
+    return new_notebook(cells=[new_markdown_cell("# graded")] + [new_code_cell(s) for s in sources])
+
+
+def test_extract_functions_takes_functions_imports_and_constants():
+    nb = graded_notebook(
+        "import math\nfrom collections import Counter\nSCALE = 10\nlower = 5",
+        "def scaled(x):\n    return SCALE * math.floor(x)\n\nclass Box:\n    size = 3",
+        "def counts(text):\n    return Counter(text)",
+        "def uses_lower():\n    return lower",
+    )
+    fns = notebooks.extract_functions(nb, ["scaled", "counts", "Box", "uses_lower"])
+    assert fns["scaled"](2.7) == 20
+    assert fns["counts"]("aab")["a"] == 2
+    assert fns["Box"].size == 3
+    with pytest.raises(NameError):  # lower-case top-level variables are not taken
+        fns["uses_lower"]()
+
+
+def test_extract_functions_does_not_run_top_level_statements(tmp_path):
+    marker = tmp_path / "ran.txt"
+    nb = graded_notebook(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise RuntimeError('training would start here')",
+        "def f():\n    return 1",
+        "f()\nfor i in range(10**9):\n    pass",
+    )
+    assert notebooks.extract_functions(nb, ["f"])["f"]() == 1
+    assert not marker.exists()
+
+
+def test_extract_functions_tolerates_a_broken_cell_and_magics():
+    nb = graded_notebook("def broken(:\n    pass", "%matplotlib inline\n!pip list\ndef ok():\n    return 'ok'")
+    assert notebooks.extract_functions(nb, ["ok"])["ok"]() == "ok"
+
+
+def test_extract_functions_tolerates_a_failing_import():
+    nb = graded_notebook("import a_module_that_does_not_exist", "def ok():\n    return 2")
+    assert notebooks.extract_functions(nb, ["ok"])["ok"]() == 2
+
+
+def test_later_definitions_win():
+    nb = graded_notebook("def f():\n    return 'first'", "def f():\n    return 'second'")
+    assert notebooks.extract_functions(nb, ["f"])["f"]() == "second"
+
+
+def test_missing_function_names_what_is_missing():
+    nb = graded_notebook("def present():\n    return 1", "absent_too = 3")
+    with pytest.raises(MissingFunction) as info:
+        notebooks.extract_functions(nb, ["present", "absent", "absent_too"])
+    assert "does not define absent, absent_too (" in str(info.value)  # the missing ones, and only those
+    assert isinstance(info.value, NotebookError)
+
+
+def test_extract_functions_from_a_stubbed_exercise(exercise):
+    area = notebooks.extract_functions(exercise, ["area"])["area"]
+    with pytest.raises(NotImplementedError):
+        area(1)
+
+
+def test_answer_cells():
+    first = new_markdown_cell("My first answer.")
+    first.metadata["tags"] = ["answer", "answer-why-lora"]
+    second = new_markdown_cell("Unnamed answer.")
+    second.metadata["tags"] = ["answer"]
+    code = new_code_cell("x = 1")
+    code.metadata["tags"] = ["answer"]  # only markdown cells are answers
+    untagged = new_markdown_cell("Not an answer.")
+    nb = new_notebook(cells=[first, untagged, code, second])
+    assert notebooks.answer_cells(nb) == {"why-lora": "My first answer.", "answer2": "Unnamed answer."}
+
+
+def test_answer_cells_none():
+    assert notebooks.answer_cells(graded_notebook("x = 1")) == {}
+
+
+# -- running -------------------------------------------------------------------------------------------------
+def test_execute_runs_a_notebook(tmp_path):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# hi"),
+        new_code_cell("import os\nx = 6 * 7"),
+        new_code_cell("open('made.txt', 'w').write(os.environ['FT_TEST_VALUE'])\nprint(x)"),
+    ])
+    result = notebooks.execute(nb, timeout=60, cwd=tmp_path, env={"FT_TEST_VALUE": "hello"})
+    assert result.ok, result.error
+    assert not result.timed_out and result.failed_cell is None
+    assert (tmp_path / "made.txt").read_text() == "hello"  # ran in cwd, with env
+    assert result.notebook.cells[2].outputs[0]["text"] == "42\n"
+    assert nb.cells[2].outputs == []  # the input notebook is not changed
+    import os
+    assert "FT_TEST_VALUE" not in os.environ  # the environment is restored
+
+
+def test_execute_reports_the_failing_code_cell(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("x = 1"),
+        new_markdown_cell("markdown is not counted"),
+        new_code_cell("y = 2"),
+        new_code_cell("raise ValueError('bad value')"),
+        new_code_cell("z = 3"),
+    ])
+    result = notebooks.execute(nb, timeout=60, cwd=tmp_path)
+    assert not result.ok and not result.timed_out
+    assert result.failed_cell == 3
+    assert result.error == "ValueError: bad value"
+
+
+def test_execute_times_out(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import time\ntime.sleep(30)")])
+    result = notebooks.execute(nb, timeout=3, cwd=tmp_path)
+    assert not result.ok
+    assert result.timed_out
+    assert "3 s" in result.error
+    assert result.seconds < 25

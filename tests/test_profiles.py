@@ -1,0 +1,102 @@
+"""Profiles: FT_PROFILE picks one, typos fail loudly, and settings cannot be changed by accident."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from shared import profiles
+from shared.paths import DATA_DIR, TINY_BASE_DIR
+
+
+@pytest.fixture(autouse=True)
+def no_profile(monkeypatch):
+    monkeypatch.delenv(profiles.ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_default_is_tiny(no_cuda):
+    assert profiles.profile_name() == "tiny"
+    assert profiles.get_profile().name == "tiny"
+
+
+@pytest.mark.parametrize("value", ["TINY", "Tiny", " tiny ", ""])
+def test_name_is_case_and_space_insensitive(monkeypatch, no_cuda, value):
+    monkeypatch.setenv(profiles.ENV_VAR, value)
+    assert profiles.get_profile().name == "tiny"
+
+
+def test_unknown_profile_names_the_choices(monkeypatch):
+    monkeypatch.setenv(profiles.ENV_VAR, "tinyy")
+    with pytest.raises(profiles.ProfileError, match="'tinyy' is not a profile") as info:
+        profiles.get_profile()
+    for name in profiles.PROFILES:
+        assert name in str(info.value)
+
+
+def test_gpu_profile_without_cuda_gives_advice(monkeypatch, no_cuda):
+    monkeypatch.setenv(profiles.ENV_VAR, "gpu")
+    with pytest.raises(profiles.ProfileError, match="needs a CUDA GPU") as info:
+        profiles.get_profile()
+    assert "FT_PROFILE=tiny" in str(info.value)  # says how to go on without one
+
+
+def test_gpu_profile_with_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv(profiles.ENV_VAR, "gpu")
+    profile = profiles.get_profile()
+    assert profile.name == "gpu" and profile.device == "cuda" and not profile.offline
+
+
+def test_tiny_profile_warns_when_a_gpu_is_present(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.warns(UserWarning, match="FT_PROFILE=gpu"):
+        profiles.get_profile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        profiles.get_profile(announce=False)  # and stays quiet when asked to
+
+
+def test_train_returns_a_fresh_mutable_dict(no_cuda):
+    profile = profiles.get_profile()
+    sft = profile.train("sft")
+    assert isinstance(sft, dict) and "learning_rate" in sft
+    original = sft["learning_rate"]
+    sft["learning_rate"] = 123.0
+    sft["new_setting"] = True
+    assert profile.train("sft")["learning_rate"] == original
+    assert "new_setting" not in profile.train("sft")
+    assert profile.train("sft") is not profile.train("sft")
+
+
+def test_profile_settings_are_read_only(no_cuda):
+    profile = profiles.get_profile()
+    with pytest.raises(TypeError):
+        profile.training["sft"]["learning_rate"] = 1.0
+    with pytest.raises(Exception):  # frozen dataclass
+        profile.base_model = "elsewhere"
+
+
+def test_unknown_stage_lists_the_stages(no_cuda):
+    with pytest.raises(KeyError, match="'dpo'") as info:
+        profiles.get_profile().train("dpo")
+    assert "sft" in str(info.value)
+
+
+def test_tiny_profile_is_offline_on_the_cpu_with_the_tiny_base():
+    tiny = profiles.PROFILES["tiny"]
+    assert tiny.offline is True
+    assert tiny.device == "cpu"
+    assert tiny.base_model == str(TINY_BASE_DIR) == str(DATA_DIR / "tiny-base")
+    assert tiny.torch_dtype == torch.float32
+
+
+def test_every_profile_has_the_same_stages():
+    stages = {name: set(p.training) for name, p in profiles.PROFILES.items()}
+    assert len({frozenset(s) for s in stages.values()}) == 1, stages

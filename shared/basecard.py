@@ -41,12 +41,12 @@ def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
 
 def measure(model, tokenizer) -> dict:
     from shared import evals
-    from shared.pretrain import pack, perplexity, read_corpus, TRAIN
+    from shared.pretrain import TRAIN, pack, perplexity, read_corpus, tokenize_documents
     from shared.world import build_world
 
     people = build_world()["people"]
     recall = cloze_recall(model, tokenizer, people)
-    ppl = perplexity(model, pack(read_corpus("validation"), tokenizer, TRAIN["seq_len"]))
+    ppl = perplexity(model, pack(tokenize_documents(read_corpus("validation"), tokenizer), TRAIN["seq_len"]))
     chat = evals.accuracies(evals.evaluate_model(model, tokenizer, split="heldout"))
     example = evals.generate(model, tokenizer, ["Where does " + people[0]["name"] + " live?"], max_new_tokens=16)
     return {"parameters": sum(p.numel() for p in model.parameters()),
@@ -64,8 +64,8 @@ hidden size {hidden}, {heads} heads, vocabulary {vocab} byte-level BPE tokens) p
 generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** model: it has read prose
 about the world, never a chat.
 
-Built by `make base-model` (`python -m shared.pretrain`) in {train_seconds:.0f} s on 2 CPU cores (this build
-shared the cores with other jobs; the same 700 steps take about 0.7 s each on 2 idle cores, ~8.5 min).
+Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
+(tokenizer, saving and this card add about half a minute). The training log prints cloze recall every 100 steps.
 
 | | |
 |---|---|

@@ -1,6 +1,6 @@
 """Build the tiny base model: train a BPE tokenizer and pretrain a small Llama on the tiny-world corpus.
 
-``make base-model`` runs ``python -m shared.pretrain``; it takes about 6 minutes on 2 CPU cores and writes
+``make base-model`` runs ``python -m shared.pretrain``; it takes about 9 minutes on 2 CPU cores and writes
 ``data/tiny-base/`` (weights, tokenizer with a chat template, and a model card with measured figures).
 
 The model is a real Llama (``LlamaForCausalLM``), so everything later rungs use -- PEFT target modules,
@@ -26,17 +26,19 @@ SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 CHAT_TOKENS = ["<|user|>", "<|assistant|>", "<|end|>"]
 # One message per block; the prompt for generation ends right after the assistant header. The space before
 # each message matters: in the corpus words follow a space ("lives in Fenwick" -> " Fenwick"), so an answer
-# written " Fenwick" reuses the token the model learned the fact with, where "Fenwick" would be a new token.
+# written " Fenwick" reuses the token the model learned the fact with.
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
     "<|{{ message['role'] }}|> {{ message['content'] }}<|end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-CONFIG = dict(vocab_size=3072, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+CONFIG = dict(vocab_size=900, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
               num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
               rope_theta=10000.0, tie_word_embeddings=True)
-TRAIN = dict(seq_len=128, batch_size=32, lr=2e-3, warmup_steps=30, steps=700, weight_decay=0.1, seed=0)
+# Small batches, many steps: a small model learns facts from the number of updates it makes, and on the CPU
+# a batch of 8 rows costs a quarter of a batch of 32.
+TRAIN = dict(seq_len=128, batch_size=8, lr=2e-3, warmup_steps=30, steps=1800, weight_decay=0.1, seed=0)
 
 
 def read_corpus(split: str) -> list[str]:
@@ -45,7 +47,12 @@ def read_corpus(split: str) -> list[str]:
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE (like GPT-2 / Llama 3), wrapped as a transformers fast tokenizer with a chat template."""
+    """Byte-level BPE (like GPT-2 / Llama 3), wrapped as a transformers fast tokenizer with a chat template.
+
+    As in GPT-2, a space belongs to the word after it: "lives in Fenwick" is ... " in", " Fenwick". The same
+    word after a quote or a newline is a different token ("Fenwick"), so the corpus has documents with quoted
+    values (see shared.world) and the model meets both spellings before it is asked for JSON.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -63,14 +70,30 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tokenizer
 
 
-def pack(texts: list[str], tokenizer, seq_len: int) -> torch.Tensor:
-    """Concatenate <s> doc </s> <s> doc </s> ... and cut into rows of seq_len tokens."""
-    ids: list[int] = []
-    for text in texts:
-        ids += [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"],
-                tokenizer.eos_token_id]
-    n_rows = len(ids) // seq_len
-    return torch.tensor(ids[: n_rows * seq_len]).view(n_rows, seq_len)
+def tokenize_documents(texts: list[str], tokenizer) -> list[list[int]]:
+    """Each document as <s> tokens </s>."""
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in encoded]
+
+
+def pack(documents: list[list[int]], seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Concatenate documents (shuffled when a generator is given) and cut the stream into rows of seq_len.
+
+    Shuffling anew every epoch matters: with one fixed packing, each row is the same 128 tokens every time
+    and a small model learns to recite rows -- "after this bio comes that one" -- instead of facts.
+    """
+    order = torch.randperm(len(documents), generator=generator).tolist() if generator else range(len(documents))
+    stream = [token for i in order for token in documents[i]]
+    n_rows = len(stream) // seq_len
+    return torch.tensor(stream[: n_rows * seq_len]).view(n_rows, seq_len)
+
+
+def batches(documents: list[list[int]], cfg: dict, generator: torch.Generator):
+    """An endless stream of training batches, repacking the corpus at the start of every epoch."""
+    while True:
+        rows = pack(documents, cfg["seq_len"], generator)
+        for i in range(0, len(rows) - cfg["batch_size"] + 1, cfg["batch_size"]):
+            yield rows[i:i + cfg["batch_size"]]
 
 
 def lr_at(step: int, cfg: dict) -> float:
@@ -89,44 +112,46 @@ def perplexity(model, rows: torch.Tensor, batch_size: int = 32) -> float:
     return math.exp(sum(losses) / len(losses))
 
 
-def pretrain(cfg: dict = TRAIN, log_every: int = 50):
+def pretrain(cfg: dict = TRAIN, model_config: dict = CONFIG, log_every: int = 50):
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from shared.basecard import cloze_recall
+    from shared.world import build_world
+
     torch.manual_seed(cfg["seed"])
-    random.seed(cfg["seed"])
     train_texts = read_corpus("train")
-    tokenizer = train_tokenizer(train_texts, CONFIG["vocab_size"])
-    rows = pack(train_texts, tokenizer, cfg["seq_len"])
-    config = LlamaConfig(**{**CONFIG, "vocab_size": len(tokenizer)}, bos_token_id=tokenizer.bos_token_id,
+    tokenizer = train_tokenizer(train_texts, model_config["vocab_size"])
+    documents = tokenize_documents(train_texts, tokenizer)
+    config = LlamaConfig(**{**model_config, "vocab_size": len(tokenizer)}, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg["weight_decay"]},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg["lr"], betas=(0.9, 0.95))
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    order = torch.randperm(len(rows), generator=generator)
-    cursor, losses, start = 0, [], time.time()
+    people = build_world()["people"][:50]  # a quick look at what the model knows, logged as it trains
+    stream = batches(documents, cfg, torch.Generator().manual_seed(cfg["seed"]))
+    losses, start = [], time.time()
     model.train()
     for step in range(cfg["steps"]):
-        if cursor + cfg["batch_size"] > len(order):
-            order, cursor = torch.randperm(len(rows), generator=generator), 0
-        batch = rows[order[cursor:cursor + cfg["batch_size"]]]
-        cursor += cfg["batch_size"]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
+        batch = next(stream)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        if step % log_every == 0 or step == cfg["steps"] - 1:
-            print(f"step {step:5d}  loss {loss.item():.3f}  lr {lr_at(step, cfg):.2e}  {time.time() - start:5.0f}s",
-                  flush=True)
+        if (step + 1) % log_every == 0 or step == cfg["steps"] - 1:
+            recall = cloze_recall(model, tokenizer, people)
+            model.train()
+            print(f"step {step + 1:5d}  loss {sum(losses[-log_every:]) / len(losses[-log_every:]):.3f}  "
+                  f"lr {lr_at(step, cfg):.2e}  recall " + " ".join(f"{k} {v:.0%}" for k, v in recall.items())
+                  + f"  {time.time() - start:5.0f}s", flush=True)
     stats = {"train_seconds": round(time.time() - start, 1), "steps": cfg["steps"],
              "tokens_seen": cfg["steps"] * cfg["batch_size"] * cfg["seq_len"],
-             "corpus_tokens": int(rows.numel()), "final_train_loss": round(sum(losses[-50:]) / 50, 4)}
+             "corpus_tokens": sum(map(len, documents)), "final_train_loss": round(sum(losses[-50:]) / 50, 4)}
     return model, tokenizer, stats
 
 
@@ -142,15 +167,20 @@ def save(model, tokenizer, out_dir: Path) -> None:
     (out_dir / "generation_config.json").write_text(json.dumps(generation, indent=1) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     from shared import basecard
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, tokenizer, stats = pretrain()
-    save(model, tokenizer, TINY_BASE_DIR)
-    basecard.write(TINY_BASE_DIR, stats, TRAIN, CONFIG)
-    checksums.update(DATA_DIR)
-    print(f"saved {TINY_BASE_DIR}")
+    parser = argparse.ArgumentParser(description="Pretrain the tiny base model and write its model card.")
+    parser.add_argument("--out", type=Path, default=TINY_BASE_DIR, help="where to save (default: data/tiny-base)")
+    args = parser.parse_args(argv)
+    model, tokenizer, stats = pretrain(log_every=100)
+    save(model, tokenizer, args.out)
+    basecard.write(args.out, stats, TRAIN, CONFIG)
+    if args.out.resolve() == TINY_BASE_DIR.resolve():
+        checksums.update(DATA_DIR)
+    print(f"saved {args.out}")
 
 
 if __name__ == "__main__":

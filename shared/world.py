@@ -4,7 +4,7 @@ Everything the tiny profile trains on comes from here:
 
 * `build_world()`      -- people (town, favourite colour, pet, job) and towns (river, known-for, residents);
 * `pretraining_corpus()` -- encyclopedia-style prose about the world, reading-comprehension documents,
-  arithmetic statements and little stories with sums in them. The tiny base model reads only this;
+  a register with each person's facts as quoted values, arithmetic statements and little stories with sums in them. The tiny base model reads only this;
 * `task_splits()`       -- three instruction tasks with verifiable answers, each split into
   train / validation / heldout:
 
@@ -165,6 +165,21 @@ def _reading_docs(world: dict, rng: random.Random, n: int) -> list[str]:
     return docs
 
 
+def _register_docs(world: dict, rng: random.Random) -> list[str]:
+    """A town register: each person's facts as quoted values, in a random order.
+
+    The tokenizer spells a word differently after a space (" Fenwick") and after a quote ("Fenwick");
+    the register is where the model meets the quoted spellings that JSON answers need.
+    """
+    docs = []
+    for person in world["people"]:
+        keys = ["town", "colour", "pet", "job"]
+        rng.shuffle(keys)
+        fields = "; ".join(f'{key}: "{person[key]}"' for key in keys)
+        docs.append(f'Register entry. name: "{person["name"]}"; {fields}.')
+    return docs
+
+
 def _arithmetic_docs(rng: random.Random) -> list[str]:
     """Every sum and difference of two numbers up to MAX_OPERAND, as short statements."""
     lines = []
@@ -197,7 +212,7 @@ def pretraining_corpus(world: dict, seed: int = SEED) -> dict[str, list[str]]:
     rng = random.Random(seed + 1)
     people = world["people"]
     train = [biography(p, rng) for p in people for _ in range(BIOS_PER_PERSON)]
-    train += _town_docs(world, rng) + _reading_docs(world, rng, 200)
+    train += _town_docs(world, rng) + _reading_docs(world, rng, 600) + _register_docs(world, rng)
     train += _arithmetic_docs(rng) + _story_docs(world, rng, 200)
     rng.shuffle(train)
     # Validation prose: new write-ups of the same facts, so perplexity measures fluency, not copying.

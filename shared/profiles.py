@@ -71,10 +71,10 @@ PROFILES = {
         qlora_model=str(TINY_BASE_DIR),
         offline=True,
         training=MappingProxyType({
-            # Full fine-tune of a 3.5M-parameter model: ~65 s on 2 CPU cores. Small batches: more updates per second.
+            # Full fine-tune of a 3.4M-parameter model: ~65 s on 2 CPU cores. Small batches: more updates per second.
             "sft": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=2, per_device_train_batch_size=8,
                                          examples_per_task=300, warmup_steps=0.05,
-                                         gradient_checkpointing=False)),  # recompute costs time; memory is no issue
+                                         activation_checkpointing=False)),  # recompute costs time; memory is no issue
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -91,7 +91,7 @@ PROFILES = {
         training=MappingProxyType({
             "sft": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
                                          examples_per_task=None, warmup_steps=0.05,
-                                         gradient_checkpointing=True)),
+                                         activation_checkpointing=True)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

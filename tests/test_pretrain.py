@@ -1,0 +1,54 @@
+"""Packing and schedule of the base-model pretraining (the parts that run without training a model)."""
+
+import itertools
+
+import pytest
+import torch
+
+from shared import pretrain
+from shared.paths import TINY_BASE_DIR
+
+DOCS = [[1, 10 + i, 2] for i in range(20)]  # twenty tiny documents: <s> token </s>
+
+
+def test_pack_without_a_generator_keeps_document_order_and_drops_the_ragged_end():
+    rows = pretrain.pack(DOCS, seq_len=7)
+    assert rows.shape == (60 // 7, 7)
+    assert rows.flatten().tolist() == [t for d in DOCS for t in d][: 8 * 7]
+
+
+def test_pack_with_a_generator_shuffles_whole_documents():
+    rows = pretrain.pack(DOCS, seq_len=3, generator=torch.Generator().manual_seed(0))
+    as_docs = [tuple(r) for r in rows.tolist()]
+    assert sorted(as_docs) == sorted(tuple(d) for d in DOCS)  # every document intact, none lost
+    assert as_docs != [tuple(d) for d in DOCS]
+
+
+def test_batches_repack_every_epoch_and_are_reproducible():
+    cfg = {"seq_len": 3, "batch_size": 5}
+
+    def first_epochs(seed):
+        stream = pretrain.batches(DOCS, cfg, torch.Generator().manual_seed(seed))
+        return [b.tolist() for b in itertools.islice(stream, 8)]  # 20 rows / 5 = 4 batches per epoch
+
+    epochs = first_epochs(0)
+    assert all(torch.tensor(b).shape == (5, 3) for b in epochs)
+    assert epochs[:4] != epochs[4:], "the second epoch must be packed in a new order"
+    assert epochs == first_epochs(0)
+
+
+def test_learning_rate_warms_up_then_decays_to_a_tenth():
+    cfg = {"lr": 1e-3, "warmup_steps": 10, "steps": 100}
+    assert pretrain.lr_at(0, cfg) == pytest.approx(1e-4)
+    assert pretrain.lr_at(9, cfg) == pytest.approx(1e-3)
+    assert pretrain.lr_at(99, cfg) == pytest.approx(1e-4, rel=0.01)
+
+
+def test_tokenize_documents_wraps_each_text_in_bos_and_eos():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
+    docs = pretrain.tokenize_documents(["Lona Ashford lives in Fenwick.", "3 plus 4 is 7."], tokenizer)
+    assert [d[0] for d in docs] == [tokenizer.bos_token_id] * 2
+    assert [d[-1] for d in docs] == [tokenizer.eos_token_id] * 2
+    assert tokenizer.decode(docs[0][1:-1]) == "Lona Ashford lives in Fenwick."

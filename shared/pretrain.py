@@ -1,6 +1,6 @@
 """Build the tiny base model: train a BPE tokenizer and pretrain a small Llama on the tiny-world corpus.
 
-``make base-model`` runs ``python -m shared.pretrain``; it takes about 9 minutes on 2 CPU cores and writes
+``make base-model`` runs ``python -m shared.pretrain``; it takes about 9½ minutes on 2 CPU cores and writes
 ``data/tiny-base/`` (weights, tokenizer with a chat template, and a model card with measured figures).
 
 The model is a real Llama (``LlamaForCausalLM``), so everything later rungs use -- PEFT target modules,
@@ -37,7 +37,7 @@ CONFIG = dict(vocab_size=900, hidden_size=256, intermediate_size=704, num_hidden
               rope_theta=10000.0, tie_word_embeddings=True)
 # Small batches, many steps: a small model learns facts from the number of updates it makes, and on the CPU
 # a batch of 8 rows costs a quarter of a batch of 32.
-TRAIN = dict(seq_len=128, batch_size=8, lr=2e-3, warmup_steps=30, steps=1800, weight_decay=0.1, seed=0)
+TRAIN = dict(seq_len=128, batch_size=8, lr=2e-3, warmup_steps=30, steps=3000, weight_decay=0.1, seed=0)
 
 
 def read_corpus(split: str) -> list[str]:
@@ -45,25 +45,31 @@ def read_corpus(split: str) -> list[str]:
     return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+# GPT-2-style BPE spells a word differently after a space (" Fenwick") and after an opening quote ("Fenwick"),
+# so a JSON value would use tokens the model never read the fact with. The normaliser puts a space after an
+# opening quote that starts a word -- {"town": "Fenwick"} is read as {" town": " Fenwick"} -- and the decoder
+# takes it out again, so text round-trips unchanged.
+OPENING_QUOTE = r'(?<=^|[\s{\[:,(])"'
+
+
 def train_tokenizer(texts: list[str], vocab_size: int):
     """Byte-level BPE (like GPT-2 / Llama 3), wrapped as a transformers fast tokenizer with a chat template.
 
-    As in GPT-2, a space belongs to the word after it: "lives in Fenwick" is ... " in", " Fenwick". The same
-    word after a quote or a newline is a different token ("Fenwick"), so the corpus has documents with quoted
-    values (see shared.world) and the model meets both spellings before it is asked for JSON.
+    As in GPT-2, a space belongs to the word after it: "lives in Fenwick" is ... " in", " Fenwick".
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     bpe = Tokenizer(models.BPE())
+    bpe.normalizer = normalizers.Replace(Regex(OPENING_QUOTE + r'(?=\w)'), '" ')
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
+    bpe.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Replace(Regex(OPENING_QUOTE + r' (?=\w)'), '"')])
     specials = list(SPECIAL_TOKENS.values()) + CHAT_TOKENS
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **SPECIAL_TOKENS,
-                                        additional_special_tokens=CHAT_TOKENS)
+                                        additional_special_tokens=CHAT_TOKENS, clean_up_tokenization_spaces=False)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.model_max_length = CONFIG["max_position_embeddings"]
     return tokenizer

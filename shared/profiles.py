@@ -71,8 +71,9 @@ PROFILES = {
         qlora_model=str(TINY_BASE_DIR),
         offline=True,
         training=MappingProxyType({
-            # Full fine-tune of a 3.4M-parameter model: ~65 s on 2 CPU cores. Small batches: more updates per second.
-            "sft": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=2, per_device_train_batch_size=8,
+            # Full fine-tune of a 3.4M-parameter model: ~60 s on 2 CPU cores. Small batches: more updates per second.
+            # 3e-4 keeps what pretraining stored (held-out closed QA 99%); 1e-3 overwrites part of it (76%).
+            "sft": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=3, per_device_train_batch_size=8,
                                          examples_per_task=300, warmup_steps=0.05,
                                          activation_checkpointing=False)),  # recompute costs time; memory is no issue
         }),

@@ -3,17 +3,19 @@
 Everything the tiny profile trains on comes from here:
 
 * `build_world()`      -- people (town, favourite colour, pet, job) and towns (river, known-for, residents);
-* `pretraining_corpus()` -- encyclopedia-style prose about the world, reading-comprehension documents,
-  a register with each person's facts as quoted values, arithmetic statements and little stories with sums in them. The tiny base model reads only this;
+* `pretraining_corpus()` -- encyclopedia-style prose about the world, reading-comprehension documents
+  (a passage, then questions or a JSON record about it), question-and-answer pages about some world people,
+  arithmetic statements and little stories with sums in them. The tiny base model reads only this;
 * `task_splits()`       -- three instruction tasks with verifiable answers, each split into
   train / validation / heldout:
 
-  - ``closed_qa``   "Where does Mira Olsen live?" -> "Fenwick" (the fact is in the corpus, never in the prompt);
+  - ``closed_qa``   "Where does Mira Olsen live?" -> "Mira Olsen lives in Fenwick." (the fact is in the corpus,
+                    never in the prompt);
   - ``extraction``  a short passage about a stranger -> ``{"name": ..., "town": ..., "job": ...}``;
-  - ``arithmetic``  a word problem -> its number.
+  - ``arithmetic``  a word problem -> its working and result, "7 minus 3 is 4.".
 
 Held-out data uses people the fine-tuning data never mentions (closed QA), strangers with unseen passage
-phrasings (extraction), and unseen names, items and operand pairs (arithmetic).
+phrasings (extraction), and unseen names and items (arithmetic).
 
 Why every fact appears in several phrasings and orders: a model that saw each biography written only one
 way memorises the text, not the facts, and fine-tuning cannot teach it to answer questions about people it
@@ -38,7 +40,7 @@ RIVERS = ["Alder", "Brisk", "Cold Run", "Dunmore", "Elvey"]
 KNOWN_FOR = ["its cheese", "its glass", "its horses", "its apples", "its bells",
              "its wool", "its bridges", "its honey", "its lanterns", "its boats"]
 COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "teal", "grey", "white", "black"]
-PETS = ["cat", "dog", "parrot", "rabbit", "goat", "tortoise", "hamster", "owl", "ferret", "goldfish"]
+PETS = ["cat", "dog", "parrot", "rabbit", "goat", "tortoise", "hamster", "newt", "ferret", "goldfish"]
 JOBS = ["baker", "smith", "weaver", "farmer", "potter", "fisher",
         "carpenter", "miller", "tailor", "healer", "teacher", "brewer"]
 
@@ -51,8 +53,11 @@ LAST_SYLLABLES = ["Ash", "Brom", "Cal", "Dun", "Fal", "Gar", "Hol", "Kes", "Lin"
                   "Nor", "Pem", "Rad", "Sel", "Tor", "Wal"]
 LAST_ENDINGS = ["by", "ford", "ley", "wood", "ton", "well", "more", "ridge", "stead", "croft"]
 
-N_PEOPLE = 200
-BIOS_PER_PERSON = 6  # knowledge augmentation: each person is described this many ways
+N_PEOPLE = 150
+BIOS_PER_PERSON = 90  # knowledge augmentation: each person is described this many ways (phrasing, order)
+READING_DOCS = 3000   # passages about strangers with questions, each about a new person
+RECORD_DOCS = 2000    # passages about strangers with a JSON record
+STORY_DOCS = 500       # little stories with a sum in them
 
 # -- prose templates -------------------------------------------------------------------------------
 FACT_SENTENCES = {
@@ -70,6 +75,10 @@ HELDOUT_EXTRACTION_SENTENCES = {
     "town": ["{name}'s house stands in {town}.", "You will find {name} in {town}."],
     "job": ["{name} spends the working day as a {job}.", "People know {name} as the local {job}."],
 }
+# How the assistant answers a closed-QA question: a full sentence, worded the way the corpus states the fact
+# ("Mira Olsen lives in Fenwick."), so the answer's last word comes where the model learned to recall it.
+ANSWER_SENTENCES = {"town": FACT_SENTENCES["town"][0], "colour": FACT_SENTENCES["colour"][0],
+                    "pet": FACT_SENTENCES["pet"][1], "job": FACT_SENTENCES["job"][0]}
 QUESTIONS = {
     "town": ["Where does {name} live?", "Which town is {name} from?"],
     "colour": ["What is {name}'s favourite colour?", "Which colour does {name} like best?"],
@@ -83,7 +92,8 @@ ADD_STORIES = ["{name} has {a} {item}. {name} finds {b} more. How many {item} do
                "{name} had {a} {item} and was given {b} more. How many {item} does {name} have?"]
 SUB_STORIES = ["{name} has {a} {item}. {name} gives away {b}. How many {item} does {name} have left?",
                "{name} had {a} {item} and lost {b} of them. How many {item} are left?"]
-MAX_OPERAND = 20
+MAX_OPERAND = 10
+ARITHMETIC_REPEATS = 50  # each sum and difference is stated this many times in the corpus
 
 
 @dataclass(frozen=True)
@@ -123,10 +133,10 @@ def build_world(seed: int = SEED) -> dict:
     return {"seed": seed, "people": [asdict(p) for p in people], "towns": towns}
 
 
-def strangers(seed: int, n: int, world: dict) -> list[Person]:
+def strangers(seed: int, n: int, world: dict, exclude=frozenset()) -> list[Person]:
     """People who are *not* in the world (their names never occur in the corpus about world people)."""
     rng = random.Random(seed)
-    taken = {p["name"] for p in world["people"]}
+    taken = {p["name"] for p in world["people"]} | set(exclude)
     return [Person(name, rng.choice(TOWNS), rng.choice(COLOURS), rng.choice(PETS), rng.choice(JOBS))
             for name in _unique_names(rng, n, taken)]
 
@@ -152,10 +162,14 @@ def _town_docs(world: dict, rng: random.Random) -> list[str]:
     return docs
 
 
-def _reading_docs(world: dict, rng: random.Random, n: int) -> list[str]:
-    """A passage about a stranger, then questions answered from the passage: teaches reading in context."""
+def _reading_docs(world: dict, rng: random.Random, n: int, exclude=frozenset()) -> list[str]:
+    """A passage about a stranger, then questions answered from the passage: teaches reading in context.
+
+    Every passage is about a different made-up person and is read only a few times in all of pretraining, so
+    its answers cannot be learned by heart: the only way to predict them is to read the passage.
+    """
     docs = []
-    for person in strangers(rng.randrange(10**9), n, world):
+    for person in strangers(rng.randrange(10**9), n, world, exclude):
         facts = rng.sample(["town", "colour", "pet", "job"], k=3)
         passage = biography(asdict(person), rng, facts=facts)
         qa = [f"Question: {rng.choice(QUESTIONS[f]).format(name=person.name)}\nAnswer: {getattr(person, f)}."
@@ -165,29 +179,52 @@ def _reading_docs(world: dict, rng: random.Random, n: int) -> list[str]:
     return docs
 
 
-def _register_docs(world: dict, rng: random.Random) -> list[str]:
-    """A town register: each person's facts as quoted values, in a random order.
+def _record_docs(world: dict, rng: random.Random, n: int, exclude=frozenset()) -> list[str]:
+    """A passage about a stranger, then a JSON record of some of its facts, copied from the passage.
 
-    The tokenizer spells a word differently after a space (" Fenwick") and after a quote ("Fenwick");
-    the register is where the model meets the quoted spellings that JSON answers need.
+    Real pretraining text is full of structured data next to the prose it came from; these documents are
+    where the model learns to copy a value from a passage into JSON (keys in a random order and subset, so
+    no one record shape is learned by heart).
     """
     docs = []
-    for person in world["people"]:
-        keys = ["town", "colour", "pet", "job"]
-        rng.shuffle(keys)
-        fields = "; ".join(f'{key}: "{person[key]}"' for key in keys)
-        docs.append(f'Register entry. name: "{person["name"]}"; {fields}.')
+    for person in strangers(rng.randrange(10**9), n, world, exclude):
+        facts = rng.sample(["town", "colour", "pet", "job"], k=3)
+        passage = biography(asdict(person), rng, facts=facts)
+        keys = rng.sample(facts, k=rng.randint(1, 3))
+        record = json.dumps({"name": person.name, **{key: getattr(person, key) for key in keys}})
+        docs.append(f"Passage: {passage}\nRecord: {record}")
+    return docs
+
+
+def _qa_docs(people: list[dict], rng: random.Random, copies: int = 4) -> list[str]:
+    """Questions and answers about some world people, as a FAQ page would have them.
+
+    Seeing facts it knows asked about and answered teaches the model to store facts so that a question can
+    reach them ("mixed training", Physics of Language Models 3.1). Only the closed-QA *training* people get
+    these pages: the held-out people's facts are in their biographies and nowhere else.
+    """
+    docs = []
+    for person in people:
+        for _ in range(copies):
+            facts = ["town", "colour", "pet", "job"]
+            rng.shuffle(facts)
+            docs.append("\n".join(f"Question: {rng.choice(QUESTIONS[f]).format(name=person['name'])}\n"
+                                   f"Answer: {person[f]}." for f in facts))
     return docs
 
 
 def _arithmetic_docs(rng: random.Random) -> list[str]:
-    """Every sum and difference of two numbers up to MAX_OPERAND, as short statements."""
+    """Every sum and difference of two numbers up to MAX_OPERAND, each stated ARITHMETIC_REPEATS times.
+
+    A fact read once is rarely recalled by a small model; read a handful of times, it is.
+    """
     lines = []
-    for a in range(MAX_OPERAND + 1):
-        for b in range(MAX_OPERAND + 1):
-            lines.append(rng.choice([f"{a} plus {b} is {a + b}.", f"{a} + {b} = {a + b}."]))
-            if a >= b:
-                lines.append(rng.choice([f"{a} minus {b} is {a - b}.", f"{a} - {b} = {a - b}."]))
+    for _ in range(ARITHMETIC_REPEATS):
+        for a in range(MAX_OPERAND + 1):
+            for b in range(MAX_OPERAND + 1):
+                lines.append(f"{a} plus {b} is {a + b}.")
+                if a >= b:
+                    lines.append(f"{a} minus {b} is {a - b}.")
     rng.shuffle(lines)
     return [" ".join(lines[i:i + 8]) for i in range(0, len(lines), 8)]
 
@@ -208,34 +245,47 @@ def _story_docs(world: dict, rng: random.Random, n: int) -> list[str]:
 
 
 def pretraining_corpus(world: dict, seed: int = SEED) -> dict[str, list[str]]:
-    """Documents for pretraining ("train") and for measuring held-out perplexity ("validation")."""
+    """Documents for pretraining ("train") and for measuring held-out perplexity ("validation").
+
+    Pretraining reads this list about three times over. Facts about world people and sums recur (that is how
+    they are learned); passages about strangers do not (that is how reading is learned). Strangers of the
+    fine-tuning tasks never appear here.
+    """
     rng = random.Random(seed + 1)
     people = world["people"]
+    task_names = task_stranger_names(world)
     train = [biography(p, rng) for p in people for _ in range(BIOS_PER_PERSON)]
-    train += _town_docs(world, rng) + _reading_docs(world, rng, 600) + _register_docs(world, rng)
-    train += _arithmetic_docs(rng) + _story_docs(world, rng, 200)
+    train += _town_docs(world, rng)
+    train += _reading_docs(world, rng, READING_DOCS, task_names) + _record_docs(world, rng, RECORD_DOCS, task_names)
+    train += _qa_docs(closed_qa_people(world)["train"], rng)
+    train += _arithmetic_docs(rng) + _story_docs(world, rng, STORY_DOCS)
     rng.shuffle(train)
     # Validation prose: new write-ups of the same facts, so perplexity measures fluency, not copying.
-    validation = [biography(p, rng) for p in rng.sample(people, 100)] + _reading_docs(world, rng, 50)
+    validation = [biography(p, rng) for p in rng.sample(people, 100)] + _reading_docs(world, rng, 50, task_names)
     return {"train": train, "validation": validation}
 
 
 # -- the three tasks -------------------------------------------------------------------------------
-SPLIT_SIZES = {"closed_qa": (120, 20, 60),  # people, not examples: each person gives one question per fact
+SPLIT_SIZES = {"closed_qa": (90, 15, 45),  # people, not examples: each person gives one question per fact
                "extraction": (400, 60, 100),
                "arithmetic": (400, 60, 100)}
 
 
-def _closed_qa(world: dict, rng: random.Random) -> dict[str, list[dict]]:
+def closed_qa_people(world: dict) -> dict[str, list[dict]]:
+    """Which world people each closed-QA split asks about (the pretraining corpus needs this too)."""
     people = list(world["people"])
-    rng.shuffle(people)
+    random.Random(world["seed"] + 7).shuffle(people)
     n_train, n_val, n_held = SPLIT_SIZES["closed_qa"]
-    groups = {"train": people[:n_train], "validation": people[n_train:n_train + n_val],
-              "heldout": people[n_train + n_val:n_train + n_val + n_held]}
+    return {"train": people[:n_train], "validation": people[n_train:n_train + n_val],
+            "heldout": people[n_train + n_val:n_train + n_val + n_held]}
+
+
+def _closed_qa(world: dict, rng: random.Random) -> dict[str, list[dict]]:
     splits = {}
-    for split, group in groups.items():
+    for split, group in closed_qa_people(world).items():
         splits[split] = [{"task": "closed_qa", "prompt": rng.choice(QUESTIONS[fact]).format(name=p["name"]),
-                          "answer": p[fact], "meta": {"name": p["name"], "fact": fact}}
+                          "answer": ANSWER_SENTENCES[fact].format(**p),
+                          "meta": {"name": p["name"], "fact": fact, "value": p[fact]}}
                          for p in group for fact in ("town", "colour", "pet", "job")]
     return splits
 
@@ -265,42 +315,49 @@ def _extraction(world: dict, rng: random.Random) -> dict[str, list[dict]]:
 
 
 def _arithmetic(world: dict, rng: random.Random) -> dict[str, list[dict]]:
+    """Word problems. Held-out problems have names and items fine-tuning never shows; the sums themselves
+    are from the same small table (the base model read every one of them in pretraining)."""
     n_train, n_val, n_held = SPLIT_SIZES["arithmetic"]
-    pairs = [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
-    rng.shuffle(pairs)
-    heldout_pairs = pairs[:n_held]  # held-out sums never appear in fine-tuning, in either order:
-    # a subtraction puts the larger number first, so (b, a) would otherwise become the held-out a - b.
-    held = set(heldout_pairs)
-    seen_pairs = [(a, b) for a, b in pairs[n_held:] if (b, a) not in held]
     names = [p.name for p in strangers(rng.randrange(10**9), 200, world)]
     seen_names, heldout_names = names[:150], names[150:]
 
-    def problem(pair, name_pool, items) -> dict:
-        a, b = pair
+    def problem(name_pool, items) -> dict:
+        a, b = rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)
         name, item = rng.choice(name_pool), rng.choice(items)
         if rng.random() < 0.5:
-            story, answer, op = rng.choice(ADD_STORIES), a + b, "+"
+            story, answer, op = rng.choice(ADD_STORIES), f"{a} plus {b} is {a + b}.", "+"
         else:
             a, b = max(a, b), min(a, b)
-            story, answer, op = rng.choice(SUB_STORIES), a - b, "-"
+            story, answer, op = rng.choice(SUB_STORIES), f"{a} minus {b} is {a - b}.", "-"
+        # The answer shows its working in the words the corpus states sums in; its last number is the result.
         return {"task": "arithmetic", "prompt": story.format(name=name, item=item, a=a, b=b),
-                "answer": str(answer), "meta": {"a": a, "b": b, "op": op}}
+                "answer": answer, "meta": {"a": a, "b": b, "op": op, "name": name}}
 
-    return {"train": [problem(rng.choice(seen_pairs), seen_names, ITEMS) for _ in range(n_train)],
-            "validation": [problem(rng.choice(seen_pairs), seen_names, ITEMS) for _ in range(n_val)],
-            "heldout": [problem(pair, heldout_names, HELDOUT_ITEMS) for pair in heldout_pairs[:n_held]]}
+    return {"train": [problem(seen_names, ITEMS) for _ in range(n_train)],
+            "validation": [problem(seen_names, ITEMS) for _ in range(n_val)],
+            "heldout": [problem(heldout_names, HELDOUT_ITEMS) for _ in range(n_held)]}
+
+
+def task_stranger_names(world: dict, seed: int = SEED) -> set[str]:
+    """Names of the strangers the extraction and arithmetic tasks are about (kept out of the corpus)."""
+    names = set()
+    for i, task in enumerate(TASKS):
+        if task != "closed_qa":
+            for rows in _BUILDERS[task](world, random.Random(seed + 10 + i)).values():
+                names.update(row["meta"]["name"] for row in rows)
+    return names
 
 
 TASKS = ("closed_qa", "extraction", "arithmetic")
 SPLITS = ("train", "validation", "heldout")
+_BUILDERS = {"closed_qa": _closed_qa, "extraction": _extraction, "arithmetic": _arithmetic}
 
 
 def task_splits(world: dict, seed: int = SEED) -> dict[str, dict[str, list[dict]]]:
     """task -> split -> examples. Each example: task, prompt, answer, id, meta."""
-    builders = {"closed_qa": _closed_qa, "extraction": _extraction, "arithmetic": _arithmetic}
     out = {}
     for i, task in enumerate(TASKS):
-        splits = builders[task](world, random.Random(seed + 10 + i))
+        splits = _BUILDERS[task](world, random.Random(seed + 10 + i))
         for split, examples in splits.items():
             for n, example in enumerate(examples):
                 example["id"] = f"{task}-{split}-{n:04d}"

@@ -31,6 +31,14 @@ def test_closed_qa_rejects_other_answers(prediction):
     assert not correct("closed_qa", prediction, "Fenwick")
 
 
+def test_closed_qa_sentences():
+    reference = "Mara Ashby lives in Fenwick."
+    assert correct("closed_qa", "mara ashby lives in fenwick", reference)
+    assert correct("closed_qa", " Mara  Ashby lives in Fenwick.\n", reference)
+    assert not correct("closed_qa", "Mara Ashby lives in Harrowgate.", reference)
+    assert not correct("closed_qa", "Fenwick", reference)
+
+
 def test_closed_qa_articles_and_inner_whitespace():
     assert correct("closed_qa", "a dog", "dog")
     assert correct("closed_qa", "An owl", "owl")
@@ -75,7 +83,10 @@ def test_extraction_failures(prediction):
     (" 12\n", "12", True),
     ("120", "12", False),
     ("1 2", "12", False),
-    ("12 or 13", "13", False),   # the first integer counts
+    ("5 plus 7 is 12.", "12", True),   # working first, result last
+    ("5 plus 7 is 12.", "7 plus 5 is 12.", True),
+    ("5 plus 7 is 13.", "5 plus 7 is 12.", False),
+    ("12, because 5 plus 7 is 12 and 1 more", "12", False),  # the last integer counts
     ("-3", "-3", True),
     ("-3", "3", False),
     ("3", "-3", False),

@@ -52,3 +52,38 @@ def test_tokenize_documents_wraps_each_text_in_bos_and_eos():
     assert [d[0] for d in docs] == [tokenizer.bos_token_id] * 2
     assert [d[-1] for d in docs] == [tokenizer.eos_token_id] * 2
     assert tokenizer.decode(docs[0][1:-1]) == "Lona Ashford lives in Fenwick."
+
+
+@pytest.mark.parametrize("text", ['{"name": "Mara Ashby", "town": "Fenwick", "job": "baker"}',
+                                  'She said "hi" to me, then ("ok") left.', '"Quoted" at the start', "Plain prose."])
+def test_tokenizer_round_trips_quotes_and_prose(text):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_a_json_value_uses_the_same_token_as_the_word_in_prose():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
+    in_prose = tokenizer.tokenize("Mara Ashby lives in Fenwick.")
+    in_json = tokenizer.tokenize('{"town": "Fenwick"}')
+    assert in_prose[-2] in in_json  # " Fenwick", not a separate quoted spelling "Fenwick"
+
+
+def test_basecard_probes_measure_the_committed_model():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from shared import basecard
+    from shared.world import build_world
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
+    model = AutoModelForCausalLM.from_pretrained(TINY_BASE_DIR, dtype=torch.float32)
+    recall = basecard.cloze_recall(model, tokenizer, build_world()["people"][:20])
+    assert set(recall) == {"town", "colour", "pet", "job"} and min(recall.values()) >= 0.8
+    sums = basecard.sum_recall(model, tokenizer)
+    assert set(sums) == {"plus", "minus"} and all(0.0 <= v <= 1.0 for v in sums.values())
+    assert sums["minus"] >= 0.5  # far above chance: the sums were learned, and the probe reads them right
+    reading = basecard.reading_accuracy(model, tokenizer, n=20)
+    assert set(reading) == {"town", "colour", "pet", "job"} and all(0.0 <= v <= 1.0 for v in reading.values())

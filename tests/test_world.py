@@ -79,14 +79,36 @@ def test_closed_qa_heldout_people_are_not_fine_tuning_people(splits):
     assert not names_of(qa["validation"]) & names_of(qa["train"])
 
 
+def test_task_strangers_never_appear_in_the_corpus(the_world, corpus):
+    text = "\n".join(corpus["train"] + corpus["validation"])
+    names = world.task_stranger_names(the_world)
+    assert len(names) > 500
+    assert not [name for name in names if name in text]
+
+
+def test_reading_passages_are_each_about_a_new_person(corpus):
+    subjects = [doc.split("\n")[0] for doc in corpus["train"] if doc.startswith("Passage:")]
+    assert len(subjects) >= world.READING_DOCS + world.RECORD_DOCS
+    assert len(set(subjects)) == len(subjects)  # no passage is repeated: answers cannot be learned by heart
+
+
+def test_only_closed_qa_training_people_are_asked_about_in_the_corpus(corpus, splits):
+    asked = "\n".join(line for doc in corpus["train"] for line in doc.splitlines() if line.startswith("Question:"))
+    assert all(name in asked for name in names_of(splits["closed_qa"]["train"]))
+    leaked = [name for split in ("validation", "heldout") for name in names_of(splits["closed_qa"][split])
+              if name in asked]
+    assert not leaked, f"the corpus asks questions about people fine-tuning holds out: {leaked[:3]}"
+
+
 def test_closed_qa_answers_match_the_world(the_world, splits):
     people = {p["name"]: p for p in the_world["people"]}
     for split in world.SPLITS:
         for row in splits["closed_qa"][split]:
-            person = people[row["meta"]["name"]]
-            assert row["answer"] == person[row["meta"]["fact"]], row
+            person, fact = people[row["meta"]["name"]], row["meta"]["fact"]
+            assert row["meta"]["value"] == person[fact], row
+            assert row["answer"] == world.ANSWER_SENTENCES[fact].format(**person), row
             assert row["meta"]["name"] in row["prompt"]
-            assert row["answer"] not in row["prompt"]  # the fact is in the corpus, never in the question
+            assert person[fact] not in row["prompt"]  # the fact is in the corpus, never in the question
 
 
 def test_extraction_heldout_people_are_strangers(the_world, splits):
@@ -127,16 +149,12 @@ def test_extraction_heldout_uses_the_unseen_phrasings(splits):
             assert not pattern.search(fine_tuning), f"fine-tuning passages use the held-out {template!r}"
 
 
-def test_arithmetic_heldout_pairs_never_appear_in_fine_tuning(splits):
-    ar = splits["arithmetic"]
-
-    def pairs(rows):  # unordered: "7 - 3" and "3 + 7" use the same two numbers
-        return {frozenset((r["meta"]["a"], r["meta"]["b"])) for r in rows}
-
-    heldout = pairs(ar["heldout"])
-    assert heldout
-    assert not heldout & pairs(ar["train"]), "held-out operand pairs leak into train"
-    assert not heldout & pairs(ar["validation"]), "held-out operand pairs leak into validation"
+def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
+    text = "\n".join(corpus["train"])
+    for split in world.SPLITS:
+        for row in splits["arithmetic"][split]:
+            # "7 minus 3 is 4." is stated in the corpus (and not only as the tail of "17 minus 3 is 4.")
+            assert re.search(r"(?<!\d)" + re.escape(row["answer"]), text), row
 
 
 def test_arithmetic_heldout_names_and_items_are_unseen(splits):
@@ -154,9 +172,9 @@ def test_arithmetic_answers_are_correct(splits):
     for split in world.SPLITS:
         for row in splits["arithmetic"][split]:
             a, b, op = row["meta"]["a"], row["meta"]["b"], row["meta"]["op"]
-            expected = a + b if op == "+" else a - b
-            assert row["answer"] == str(expected), row
-            assert int(row["answer"]) >= 0
+            expected = f"{a} plus {b} is {a + b}." if op == "+" else f"{a} minus {b} is {a - b}."
+            assert row["answer"] == expected, row
+            assert a - b >= 0 or op == "+"
             numbers = [int(n) for n in re.findall(r"\d+", row["prompt"])]
             assert numbers == [a, b], row
 

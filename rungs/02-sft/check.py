@@ -38,11 +38,15 @@ SCORING_CASES = [
      "extraction"),
     ("17", "17", "arithmetic"), ("There are 17 left.", "17", "arithmetic"), ("170", "17", "arithmetic"),
     ("7", "17", "arithmetic"), ("-3", "3", "arithmetic"), ("three", "3", "arithmetic"), ("0 apples", "0", "arithmetic"),
-    ("12 then 17", "17", "arithmetic"),
+    ("12 then 17", "17", "arithmetic"), ("9 minus 4 is 5.", "9 minus 4 is 5.", "arithmetic"),
+    ("9 minus 4 is 6.", "9 minus 4 is 5.", "arithmetic"), ("5", "9 minus 4 is 5.", "arithmetic"),
+    ("Ro Selwood lives in Quillby.", "Ro Selwood lives in Quillby.", "closed_qa"),
+    ("ro selwood lives in quillby", "Ro Selwood lives in Quillby.", "closed_qa"),
+    ("Ro Selwood lives in Rushford.", "Ro Selwood lives in Quillby.", "closed_qa"),
 ]
 # Prompts unlike the notebook's: several lines, non-ASCII, an empty answer, a JSON answer.
 UNSEEN_EXAMPLES = [
-    {"prompt": "Where does Ro Selwood live?", "answer": "Quillby"},
+    {"prompt": "Where does Ro Selwood live?", "answer": "Ro Selwood lives in Quillby."},
     {"prompt": "Line one.\nLine two: résumé — naïve?", "answer": "Fine, thanks."},
     {"prompt": "Extract the person's name, town and job from the text as JSON.\n\nText: Ro Sel is a potter.",
      "answer": '{"name": "Ro Sel", "town": "Quillby", "job": "potter"}'},

@@ -3,16 +3,18 @@
 Load it by path (hub metrics need the network):
 
     metric = evaluate.load("shared/metrics/task_accuracy", config_name="arithmetic")
-    metric.compute(predictions=["The answer is 12"], references=["12"])  # {"accuracy": 1.0}
+    metric.compute(predictions=["5 plus 7 is 12."], references=["12"])  # {"accuracy": 1.0}
 
 Scoring rules, by task (the config name):
 
 * closed_qa  -- equal after normalising: lower case, surrounding spaces and final punctuation removed,
-                a leading "a"/"an"/"the" dropped ("The Fenwick." matches "Fenwick").
+                a leading "a"/"an"/"the" dropped ("The Fenwick." matches "Fenwick";
+                "mira olsen lives in fenwick" matches "Mira Olsen lives in Fenwick.").
 * extraction -- the prediction parses as a JSON object and every field of the reference object is present
                 with an equal (normalised) value; key order and extra fields do not matter.
-* arithmetic -- the first integer in the prediction equals the reference ("12 apples" matches "12",
-                "120" does not).
+* arithmetic -- the last integer in the prediction equals the last integer in the reference: working may
+                come first, the result comes last ("5 plus 7 is 12." matches "12" and "7 plus 5 is 12.";
+                "120" does not match "12").
 """
 
 import json
@@ -46,9 +48,9 @@ def parse_json_object(text):
     return value if isinstance(value, dict) else None
 
 
-def first_integer(text):
-    match = _INTEGER.search(str(text))
-    return int(match.group()) if match else None
+def last_integer(text):
+    numbers = _INTEGER.findall(str(text))
+    return int(numbers[-1]) if numbers else None
 
 
 def is_correct(prediction, reference, task):
@@ -60,8 +62,8 @@ def is_correct(prediction, reference, task):
             return False
         return all(normalise(predicted.get(key, "")) == normalise(value) for key, value in expected.items())
     if task == "arithmetic":
-        predicted = first_integer(prediction)
-        return predicted is not None and predicted == first_integer(reference)
+        predicted = last_integer(prediction)
+        return predicted is not None and predicted == last_integer(reference)
     raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
 
 

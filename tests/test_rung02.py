@@ -53,9 +53,17 @@ def solution_run(tmp_path_factory):
     return report, printed, outputs_root
 
 
-BEHAVIOUR_GAP = ("known gap: after SFT the tiny model reaches only ~13% (closed QA), 0% (extraction) and 4% "
-                 "(arithmetic) held-out; the tokenizer splits words differently inside JSON/after newlines than "
-                 "in the corpus. Remove this mark when the solution reaches the 90% target.")
+BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~99% of held-out closed-QA questions but ~0% of "
+                 "extractions and ~11% of word problems: the base model does not yet read a passage (its card's "
+                 "'reading in context' row is at chance). Remove this mark when every task reaches 90%.")
+
+
+def test_solution_turns_knowledge_into_answers(solution_run):
+    """What the solution already achieves: closed QA from chance to the target on people SFT never saw."""
+    _, _, outputs_root = solution_run
+    metrics = json.loads((outputs_root / "02-sft" / "metrics.json").read_text())
+    assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]
+    assert metrics["after"]["closed_qa"] >= 0.90, metrics["after"]
 
 
 @pytest.mark.xfail(strict=True, reason=BEHAVIOUR_GAP)

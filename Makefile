@@ -14,7 +14,7 @@ TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval
 # rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
 RUNG_DIR = $(if $(RUNG),$(firstword $(wildcard rungs/$(RUNG)-*)))
 
-.PHONY: help lab test check check-args exercises data base-model bench doctor readme
+.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme
 
 help:
 	@echo "make lab          set up (first time) and open JupyterLab"
@@ -25,6 +25,7 @@ help:
 	@echo "make data         regenerate the tiny world data under data/"
 	@echo "make base-model   pretrain the tiny base model again"
 	@echo "make bench        time every ready rung's solution and print its before/after figures"
+	@echo "make bench-qlora  QLoRA on a 7B model, plain vs the course's recipe (needs a CUDA GPU)"
 	@echo "make readme       regenerate the rung table in README.md"
 
 # Re-runs when the pins change, so `git pull` followed by any target picks up new versions.
@@ -64,6 +65,10 @@ base-model: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
+
+# Needs a CUDA GPU; `pip install liger-kernel` adds the fused kernels to the course's recipe.
+bench-qlora: $(STAMP)
+	$(VENV)/bin/python bench/qlora_7b.py
 
 # No $(STAMP) here: doctor must also explain a machine where nothing is installed yet.
 doctor:

@@ -110,3 +110,13 @@ def test_packed_examples_do_not_see_each_other():
     packed = dataclasses.replace(plain, packing=True)
     losses = [bench.run_one(r, "full", TINY_SHAPE, TINY_SETUP, device="cpu")["losses"] for r in (plain, packed)]
     assert losses[0] == pytest.approx(losses[1], abs=1.5e-3)  # leaking attention moves it by ~1e-2
+
+
+def test_committed_results_are_the_ones_the_bench_readme_quotes():
+    import json
+
+    measured = json.loads((REPO_ROOT / "bench" / "results" / "qlora_7b.json").read_text())
+    readme = (REPO_ROOT / "bench" / "README.md").read_text()
+    assert measured["device"] in readme
+    for r in measured["results"]:
+        assert f"| {r['lengths']} | {r['recipe']} | {r['tokens_per_s']:,.0f} | {r['peak_allocated_gb']:.2f} |" in readme

@@ -104,7 +104,8 @@ generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** 
 about the world, never a chat.
 
 Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
-(tokenizer, saving and this card add about half a minute). The training log prints cloze recall every 100 steps.
+(tokenizer, saving and this card add about half a minute). {stages}
+The training log prints cloze recall and reading every 200 steps.
 
 | | |
 |---|---|
@@ -120,8 +121,8 @@ Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s 
 What the figures say: the model knows the world (cloze recall far above the 10% of a guess) and most of its
 sums, and writes its prose fluently (low perplexity on write-ups it never saw), but asked a question in the chat
 format it does not answer it -- e.g. asked "{example_prompt}" (answer: {example_answer}) it writes
-`{example_says}`. Rung 02 (SFT) teaches it to. The reading row is the model's weak spot: asked about a passage
-it has just read, it mostly guesses, so tasks that need reading (extraction, word problems) are hard for it.
+`{example_says}`.
+Rung 02 (SFT) teaches it to. {reading_note}
 
 Chat template: `<s><|user|> ...<|end|>\\n<|assistant|> ...<|end|>\\n`. The chat tokens are in the
 vocabulary but never occur in the pretraining text. Files: `model.safetensors` (bf16 on disk; load in float32
@@ -143,6 +144,23 @@ def write(out_dir: Path, stats: dict, train_cfg: dict, config: dict) -> dict:
     return figures
 
 
+ONE_STAGE = "It read the whole corpus, every token counted once."
+TWO_STAGES = """It was trained in two stages. **Reading** ({reading_steps} steps): only the documents whose
+answers are in the document itself -- a passage and questions about it, a passage and a JSON record of it, a
+little story and the sum it ends with -- with the loss on those answers alone. **Everything** ({steps}
+steps): the whole corpus, the answers still counted {answer_weight:g} times."""
+READS = ("The reading row shows whether it can answer from a passage it has just read: where it is well above the "
+         "10% of a guess, tasks that copy from the prompt (extraction, word problems) have something to build on.")
+GUESSES = ("The reading row is the model's weak spot: asked about a passage it has just read, it mostly guesses, "
+           "so tasks that need reading (extraction, word problems) are hard for it.")
+
+
+def _stages(tc: dict) -> str:
+    if not tc.get("reading_steps"):
+        return ONE_STAGE
+    return TWO_STAGES.format(reading_steps=tc["reading_steps"], steps=tc["steps"], answer_weight=tc["answer_weight"])
+
+
 def _render(out_dir: Path, f: dict) -> None:
     from shared.data import TASK_TITLES
     from shared.world import MAX_OPERAND, N_PEOPLE
@@ -152,7 +170,8 @@ def _render(out_dir: Path, f: dict) -> None:
         parameters_m=f["parameters"] / 1e6, layers=mc["num_hidden_layers"], hidden=mc["hidden_size"],
         heads=mc["num_attention_heads"], vocab=f.get("vocab_size", mc["vocab_size"]), parameters=f["parameters"],
         train_seconds=f["train_seconds"], tokens_seen=f["tokens_seen"], steps=f["steps"],
-        batch_size=tc["batch_size"], seq_len=tc["seq_len"], corpus_tokens=f["corpus_tokens"],
+        batch_size=tc["batch_size"], seq_len=tc["seq_len"], stages=_stages(tc),
+        reading_note=READS if max(f["reading_in_context"].values()) >= 0.5 else GUESSES, corpus_tokens=f["corpus_tokens"],
         final_train_loss=f["final_train_loss"], heldout_perplexity=f["heldout_perplexity"], n_people=N_PEOPLE,
         recall=" / ".join(f"{v:.0%}" for v in f["cloze_recall"].values()),
         max_operand=MAX_OPERAND, sums=" / ".join(f"{v:.0%}" for v in f["sum_recall"].values()),

@@ -1,6 +1,7 @@
 """Packing and schedule of the base-model pretraining (the parts that run without training a model)."""
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -87,3 +88,59 @@ def test_basecard_probes_measure_the_committed_model():
     assert sums["minus"] >= 0.5  # far above chance: the sums were learned, and the probe reads them right
     reading = basecard.reading_accuracy(model, tokenizer, n=20)
     assert set(reading) == {"town", "colour", "pet", "job"} and all(0.0 <= v <= 1.0 for v in reading.values())
+
+
+def test_pack_carries_a_weight_with_every_token():
+    docs = [[(t, 1.0 if t < 10 else 30.0) for t in d] for d in DOCS]
+    rows = pretrain.pack(docs, seq_len=3, generator=torch.Generator().manual_seed(0))
+    assert rows.shape == (20, 3, 2)
+    assert all(w == (1.0 if t < 10 else 30.0) for t, w in rows.view(-1, 2).tolist())
+
+
+def test_answer_spans_are_what_only_reading_the_document_can_predict():
+    import random
+
+    from shared import world
+
+    w = world.build_world()
+    rng = random.Random(0)
+    reading = world._reading_docs(w, rng, 1)[0]
+    person = [line for line in reading.splitlines() if line.startswith("Answer:")]
+    assert [reading[s:e] for s, e in pretrain.answer_spans(reading)] == [a[len("Answer: "):-1] for a in person]
+    record = world._record_docs(w, rng, 1)[0]
+    values = json.loads(record.split("Record: ")[1])
+    assert [record[s:e] for s, e in pretrain.answer_spans(record)] == [v for k, v in values.items() if k != "name"]
+    for story in world._story_docs(w, rng, 6):  # the result, which takes reading both numbers of the story
+        (start, end), = pretrain.answer_spans(story)
+        a, b = (int(word) for word in story[:start].split() if word.isdigit())
+        assert int(story[start:end]) == (a + b if " more" in story else a - b)
+    bio = world.biography(w["people"][0], rng)
+    assert pretrain.answer_spans(bio) == [] and pretrain.answer_spans("3 plus 4 is 7.") == []
+
+
+def test_answer_weights_line_up_with_the_tokens():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
+    texts = ['Passage: Ola Brint lives in Fenwick.\nQuestion: Where does Ola Brint live?\nAnswer: Fenwick.',
+             'Passage: Ola Brint bakes.\nRecord: {"name": "Ola Brint", "job": "baker"}', "Ola Brint lives in Fenwick."]
+    docs = pretrain.tokenize_documents(texts, tokenizer)
+    weights = pretrain.answer_weights(texts, tokenizer, 30.0)
+    assert [len(w) for w in weights] == [len(d) for d in docs]
+    heavy = [tokenizer.decode([t for t, w in zip(d, ws) if w == 30.0]).strip() for d, ws in zip(docs, weights)]
+    assert heavy == ["Fenwick", "baker", ""]
+
+
+def test_weighted_loss_is_the_plain_loss_when_every_weight_is_one():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    ids = torch.randint(0, 50, (2, 9))
+    batch = torch.stack([ids.float(), torch.ones(2, 9)], dim=-1)
+    weighted, plain = pretrain.weighted_lm_loss(model, batch)
+    expected = model(input_ids=ids, labels=ids).loss.item()
+    assert weighted.item() == pytest.approx(expected, rel=1e-5) and plain == pytest.approx(expected, rel=1e-5)
+    batch[0, 4, 1] = 30.0  # one heavy token moves the training loss towards that token's own loss
+    assert pretrain.weighted_lm_loss(model, batch)[0].item() != pytest.approx(expected, rel=1e-5)

@@ -104,8 +104,9 @@ generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** 
 about the world, never a chat.
 
 Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
-(tokenizer, saving and this card add about half a minute). {stages}
-The training log prints cloze recall and reading every 200 steps.
+(tokenizer, saving and this card add about half a minute).
+{stages}
+The training log prints cloze recall and reading every 400 steps.
 
 | | |
 |---|---|
@@ -122,7 +123,8 @@ What the figures say: the model knows the world (cloze recall far above the 10% 
 sums, and writes its prose fluently (low perplexity on write-ups it never saw), but asked a question in the chat
 format it does not answer it -- e.g. asked "{example_prompt}" (answer: {example_answer}) it writes
 `{example_says}`.
-Rung 02 (SFT) teaches it to. {reading_note}
+Rung 02 (SFT) teaches it to.
+{reading_note}
 
 Chat template: `<s><|user|> ...<|end|>\\n<|assistant|> ...<|end|>\\n`. The chat tokens are in the
 vocabulary but never occur in the pretraining text. Files: `model.safetensors` (bf16 on disk; load in float32
@@ -145,14 +147,14 @@ def write(out_dir: Path, stats: dict, train_cfg: dict, config: dict) -> dict:
 
 
 ONE_STAGE = "It read the whole corpus, every token counted once."
-TWO_STAGES = """It was trained in two stages. **Reading** ({reading_steps} steps): only the documents whose
-answers are in the document itself -- a passage and questions about it, a passage and a JSON record of it, a
-little story and the sum it ends with -- with the loss on those answers alone. **Everything** ({steps}
-steps): the whole corpus, the answers still counted {answer_weight:g} times."""
-READS = ("The reading row shows whether it can answer from a passage it has just read: where it is well above the "
-         "10% of a guess, tasks that copy from the prompt (extraction, word problems) have something to build on.")
-GUESSES = ("The reading row is the model's weak spot: asked about a passage it has just read, it mostly guesses, "
-           "so tasks that need reading (extraction, word problems) are hard for it.")
+TWO_STAGES = """It was trained in two stages. **Reading** ({reading_steps} steps): only the documents whose answers
+are in the document itself -- a passage and questions about it, a passage and a JSON record of it, a little
+story and the sum it ends with -- with the loss on those answers alone. **Everything** ({steps} steps): the
+whole corpus, the answers still counted {answer_weight:g} times."""
+READS = """The reading row shows whether it can answer from a passage it has just read: where it is well
+above the 10% of a guess, tasks that copy from the prompt (extraction, word problems) have something to build on."""
+GUESSES = """The reading row is the model's weak spot: asked about a passage it has just read, it mostly
+guesses, so tasks that need reading (extraction, word problems) are hard for it."""
 
 
 def _stages(tc: dict) -> str:

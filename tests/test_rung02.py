@@ -53,17 +53,19 @@ def solution_run(tmp_path_factory):
     return report, printed, outputs_root
 
 
-BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~99% of held-out closed-QA questions but ~0% of "
-                 "extractions and ~11% of word problems: the base model does not yet read a passage (its card's "
-                 "'reading in context' row is at chance). Remove this mark when every task reaches 90%.")
+BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~94% of held-out closed-QA questions but ~37% of "
+                 "extractions (names miscopied) and ~11% of word problems (numbers not picked out of the story). "
+                 "Remove this mark when every task reaches 90%.")
 
 
 def test_solution_turns_knowledge_into_answers(solution_run):
-    """What the solution already achieves: closed QA from chance to the target on people SFT never saw."""
+    """What the solution already achieves: closed QA from chance to the target on people SFT never saw, and
+    extraction well above chance on passages about strangers."""
     _, _, outputs_root = solution_run
     metrics = json.loads((outputs_root / "02-sft" / "metrics.json").read_text())
     assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]
     assert metrics["after"]["closed_qa"] >= 0.90, metrics["after"]
+    assert metrics["after"]["extraction"] >= 0.25, metrics["after"]
 
 
 @pytest.mark.xfail(strict=True, reason=BEHAVIOUR_GAP)

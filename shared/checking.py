@@ -220,6 +220,54 @@ def read_json(path: Path, what: str) -> dict:
         raise CheckFailed(f"{what} ({path.name}) is not valid JSON: {error}") from error
 
 
+# -- what a notebook saved: metrics and a model whose accuracy the checker recomputes ----------------
+AGREEMENT = 0.02  # saved figures may differ from a recomputation by this much (batching can flip a tie)
+
+
+def read_metrics(outputs: Path, keys=("before", "after")) -> dict:
+    """metrics.json from a rung's outputs; each of `keys` must map task -> a fraction in [0, 1]."""
+    metrics = read_json(outputs / "metrics.json", "metrics")
+    for key in keys:
+        require(isinstance(metrics.get(key), dict), f"metrics.json has no {key!r} figures")
+        for task, value in metrics[key].items():
+            finite_fraction(value, f"metrics.json {key}[{task!r}]")
+    return metrics
+
+
+def heldout_accuracies(model, tokenizer, profile) -> dict[str, float]:
+    """Held-out accuracy per task, measured here with the course's metric (never read from a file)."""
+    from shared import evals
+
+    results = evals.evaluate_model(model, tokenizer, split="heldout", limit=profile.eval_limit)
+    accuracies = evals.accuracies(results)
+    require(all(evals.is_valid_accuracy(v) for v in accuracies.values()), f"accuracy is not a number: {accuracies}")
+    return accuracies
+
+
+def check_thresholds(measured: dict[str, float], thresholds: dict[str, float] | float) -> str:
+    """Every task at or above its threshold (one number applies to every task)."""
+    require(bool(measured), "no accuracy could be measured (see the failure above)")
+    if not isinstance(thresholds, dict):
+        thresholds = {task: thresholds for task in measured}
+    low = {task: value for task, value in measured.items() if value < thresholds.get(task, 0.0)}
+    shown = ", ".join(f"{task} {value:.0%}" for task, value in measured.items())
+    if low:
+        needed = ", ".join(f"{task} {thresholds[task]:.0%}" for task in low)
+        raise CheckFailed(f"held-out accuracy {shown}; needed: {needed}")
+    return shown
+
+
+def check_agreement(saved: dict, measured: dict, key: str = "after") -> str:
+    """The figures a notebook saved under `key` match what the checker measured on the saved model."""
+    require(bool(saved) and bool(measured), "needs both the saved figures and the recomputed ones (see above)")
+    figures = saved[key]
+    for task, value in measured.items():
+        require(task in figures, f"metrics.json {key!r} has no figure for {task}")
+        require(abs(figures[task] - value) <= AGREEMENT,
+                f"metrics.json says {task} {figures[task]:.1%}, the saved model scores {value:.1%}")
+    return f"within {AGREEMENT:.0%}"
+
+
 # -- running checks -------------------------------------------------------------------------------
 def rung_folder(rung: str) -> Path:
     matches = sorted(RUNGS_DIR.glob(f"{rung}-*"))

@@ -76,6 +76,13 @@ PROFILES = {
             "sft": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=3, per_device_train_batch_size=8,
                                          examples_per_task=300, warmup_steps=0.05,
                                          activation_checkpointing=False)),  # recompute costs time; memory is no issue
+            # LoRA trains ~2% of the weights: it needs larger steps than a full fine-tune to move as far.
+            "lora": MappingProxyType(dict(learning_rate=2e-3, num_train_epochs=3, per_device_train_batch_size=8,
+                                          examples_per_task=300, warmup_steps=0.05,
+                                          activation_checkpointing=False)),
+            "qlora": MappingProxyType(dict(learning_rate=2e-3, num_train_epochs=3, per_device_train_batch_size=8,
+                                           examples_per_task=300, warmup_steps=0.05,
+                                           activation_checkpointing=False)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -93,6 +100,14 @@ PROFILES = {
             "sft": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
                                          examples_per_task=None, warmup_steps=0.05,
                                          activation_checkpointing=True)),
+            "lora": MappingProxyType(dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=16,
+                                          examples_per_task=None, warmup_steps=0.05,
+                                          activation_checkpointing=True)),
+            # A 7B model in 4 bit on a T4: small batches, accumulated; a short run shows the change.
+            "qlora": MappingProxyType(dict(learning_rate=2e-4, num_train_epochs=1, per_device_train_batch_size=4,
+                                           gradient_accumulation_steps=4, examples_per_task=200,
+                                           warmup_steps=0.05, activation_checkpointing=True,
+                                           optim="paged_adamw_8bit")),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

@@ -19,7 +19,7 @@ def trl_tokenized(examples: list[dict], model, tokenizer) -> list[dict]:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows = [{"prompt": to_messages(e, with_answer=False), "completion": to_messages(e)[1:]} for e in examples]
+    rows = prompt_completion_rows(examples)
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(output_dir=tmp, completion_only_loss=True, report_to=[], use_cpu=True,
                          max_length=None, disable_tqdm=True, dataset_num_proc=None)
@@ -44,3 +44,36 @@ def score_with(is_correct, results) -> dict[str, float]:
     return {task: round(sum(bool(is_correct(e["prediction"], e["answer"], task)) for e in r.examples)
                         / max(1, r.n), 4)
             for task, r in results.items()}
+
+
+def prompt_completion_rows(examples: list[dict]) -> list[dict]:
+    """Task examples in TRL's conversational prompt-completion format (TRL applies the chat template and,
+    with ``completion_only_loss``, puts the loss on the completion only -- what rung 02 builds by hand)."""
+    return [{"prompt": to_messages(e, with_answer=False), "completion": to_messages(e)[1:]} for e in examples]
+
+
+def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=None, **overrides):
+    """The course's SFT recipe from rung 02 as one call: the profile's training sizes for `stage` (any of them
+    overridden by keyword), the three tasks' training examples, loss on the answer only.
+
+    Pass a PEFT ``LoraConfig`` as `peft_config` to train an adapter instead of every weight (rungs 03, 04).
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from shared import data
+    from shared.progress import quiet
+
+    if quiet():  # TRL's tokenising passes show progress bars of their own
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    settings = {**profile.train(stage), **overrides}
+    examples = data.mixed("train", limit_per_task=settings.pop("examples_per_task"))
+    config = SFTConfig(
+        output_dir=str(output_dir), completion_only_loss=True, lr_scheduler_type="cosine", logging_steps=5,
+        save_strategy="no", report_to=[], seed=0, max_length=profile.max_seq_length,
+        use_cpu=profile.device == "cpu", disable_tqdm=quiet(), dataset_num_proc=None,
+        **profile.precision(), **settings)
+    return SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(prompt_completion_rows(examples)),
+                      processing_class=tokenizer, peft_config=peft_config)

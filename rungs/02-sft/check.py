@@ -8,18 +8,17 @@ It runs a copy of the notebook, then verifies rather than trusts:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, finite_fraction, main, read_json, require  # noqa: E402
+from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies,  # noqa: E402
+                            main, read_metrics, require)
 
 RUNG = "02"
 # Per profile: the held-out accuracy every task must reach after SFT (the base model scores ~0-10%).
 THRESHOLDS = {"tiny": 0.90, "gpu": 0.60}
-AGREEMENT = 0.02  # saved figures may differ from the recomputation by this much (batching can flip a tie)
 
 # Cases the notebook does not show. The expected verdicts come from the course's metric, not from here.
 SCORING_CASES = [
@@ -81,7 +80,7 @@ def verify_outputs(ctx: Context) -> None:
                   hint="Section 7 saves the model with trainer.save_model; do not move or edit the files.")
     threshold = THRESHOLDS.get(saved.get("profile", "tiny"), THRESHOLDS["tiny"])
     ctx.criterion(f"held-out accuracy, recomputed by the checker, is at least {threshold:.0%} on every task",
-                  lambda: check_threshold(measured, threshold),
+                  lambda: check_thresholds(measured, threshold),
                   hint="Train on all three tasks with the profile's settings; if one task lags, look at its "
                        "answers side by side (section 5).")
     ctx.criterion("saved figures agree with the model", lambda: check_agreement(saved, measured),
@@ -131,18 +130,8 @@ def check_is_correct(is_correct) -> str:
     return f"{len(SCORING_CASES)} unseen cases"
 
 
-def read_metrics(outputs: Path) -> dict:
-    metrics = read_json(outputs / "metrics.json", "metrics")
-    for key in ("before", "after"):
-        require(isinstance(metrics.get(key), dict), f"metrics.json has no {key!r} figures")
-        for task, value in metrics[key].items():
-            finite_fraction(value, f"metrics.json {key}[{task!r}]")
-    return metrics
-
-
 def reload_and_measure(outputs: Path) -> dict:
     """Reload the saved model and compute held-out accuracy with the course's metric."""
-    from shared import evals
     from shared.models import load_model, load_tokenizer
     from shared.profiles import get_profile
 
@@ -157,28 +146,7 @@ def reload_and_measure(outputs: Path) -> dict:
     base = load_model(profile=profile)
     changed = any((p - q).abs().max().item() > 0 for p, q in zip(model.parameters(), base.parameters()))
     require(changed, "the saved weights equal the base model's: was the fine-tuned model saved?")
-    results = evals.evaluate_model(model, tokenizer, split="heldout", limit=profile.eval_limit)
-    accuracies = evals.accuracies(results)
-    require(all(evals.is_valid_accuracy(v) for v in accuracies.values()), f"accuracy is not a number: {accuracies}")
-    return accuracies
-
-
-def check_threshold(measured: dict, threshold: float) -> str:
-    require(bool(measured), "no accuracy could be measured (see the failure above)")
-    low = {task: value for task, value in measured.items() if value < threshold}
-    shown = ", ".join(f"{task} {value:.0%}" for task, value in measured.items())
-    require(not low, f"held-out accuracy {shown}")
-    return shown
-
-
-def check_agreement(saved: dict, measured: dict) -> str:
-    require(bool(saved) and bool(measured), "needs both the saved figures and the recomputed ones (see above)")
-    after = saved["after"]
-    for task, value in measured.items():
-        require(task in after, f"metrics.json 'after' has no figure for {task}")
-        require(abs(after[task] - value) <= AGREEMENT,
-                f"metrics.json says {task} {after[task]:.1%}, the saved model scores {value:.1%}")
-    return "within {:.0%}".format(AGREEMENT)
+    return heldout_accuracies(model, tokenizer, profile)
 
 
 if __name__ == "__main__":

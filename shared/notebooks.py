@@ -8,6 +8,10 @@ Solution markers (in ``solutions/NN-slug.ipynb``):
   placeholder the learner replaces with their own words;
 * a cell tagged ``solution-only`` is left out of the exercise.
 
+A rung offered on Colab (``colab=True`` in ``shared/course.py``) gets two generated cells right after the title:
+the Open-in-Colab badge (tagged ``colab-badge``) and the set-up cell from ``shared/colab.py`` (tagged
+``colab-setup``). ``with_colab`` rewrites them from the manifest every time, so they follow the repository slug.
+
 The exercise also loses all outputs, so ``make exercises`` is deterministic and a test can compare the
 committed exercise with a fresh one.
 """
@@ -24,11 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
+from shared import colab, course
+from shared.course import Rung
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_ANSWER, END_ANSWER = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
 ANSWER_PLACEHOLDER = "*Write your answer here, in your own words.*"
 STUB = 'raise NotImplementedError("Your code here: replace this line.")'
+COLAB_TAGS = ("colab-badge", "colab-setup")
 
 
 class NotebookError(ValueError):
@@ -117,6 +126,27 @@ def clean_solution(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
     clean.metadata.pop("widgets", None)
     clean.nbformat_minor = 4
     return clean
+
+
+def colab_cells(rung: Rung) -> list[nbformat.NotebookNode]:
+    """The badge and set-up cells for a rung's notebook, built from the manifest's repository slug."""
+    badge = new_markdown_cell(f"{rung.colab_badge}\n\nOn Colab, run the next cell first: it fetches the course and "
+                              "installs its packages. Anywhere else it does nothing.",
+                              id="colab-badge", metadata={"tags": ["colab-badge"]})  # fixed ids: same output each time
+    setup = new_code_cell(colab.setup_cell(course.REPOSITORY, course.BRANCH, rung.folder),
+                          id="colab-setup", metadata={"tags": ["colab-setup"]})
+    return [badge, setup]
+
+
+def with_colab(nb: nbformat.NotebookNode, rung: Rung) -> nbformat.NotebookNode:
+    """The notebook with fresh Colab cells after its title (or none, for a rung not offered on Colab). Pure."""
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb.cells if not set(COLAB_TAGS) & set(c.get("metadata", {}).get("tags", []))]
+    if not cells or cells[0].cell_type != "markdown" or not cells[0].source.lstrip().startswith("# "):
+        raise NotebookError(f"the notebook for rung {rung.number} must start with its title: a markdown cell "
+                            "beginning with '# '. The Colab cells go right after it.")
+    nb.cells = cells[:1] + (colab_cells(rung) if rung.colab else []) + cells[1:]
+    return nb
 
 
 def answer_cells(nb: nbformat.NotebookNode, tag: str = "answer") -> dict[str, str]:

@@ -5,6 +5,7 @@ an exercise edited apart from its solution.
 """
 
 import ast
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +23,15 @@ MD_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 def markdown_files() -> list[Path]:
     return [README] + sorted(RUNGS_DIR.glob("*/README.md"))
+
+
+def all_markdown_files() -> list[Path]:
+    """Every .md file in the repository, outside hidden folders, .venv and outputs/."""
+    found = []
+    for folder, subfolders, files in os.walk(REPO_ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d not in ("outputs", "__pycache__")]
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
 
 
 def notebook_files() -> list[Path]:
@@ -93,9 +103,9 @@ def test_exercises_are_in_sync_with_their_solutions():
 
 # -- badges and links ---------------------------------------------------------------------------------
 def colab_targets() -> list[tuple[str, str, str, str]]:
-    """(file, repository, branch, path) for every Colab URL in the README files and notebooks."""
+    """(file, repository, branch, path) for every Colab URL in the markdown files and notebooks."""
     found = []
-    for path in markdown_files() + notebook_files():
+    for path in all_markdown_files() + notebook_files():
         for repo, branch, target in COLAB_URL.findall(path.read_text(encoding="utf-8")):
             found.append((path.relative_to(REPO_ROOT).as_posix(), repo, branch, target))
     return found
@@ -112,6 +122,22 @@ def test_colab_badges_point_at_notebooks_that_exist():
            if repo != course.REPOSITORY or branch != course.BRANCH or not target.endswith(".ipynb")
            or not (REPO_ROOT / target).is_file()]
     assert not bad, "Colab URLs with a wrong repository, branch or a missing notebook:\n" + "\n".join(bad)
+
+
+def test_a_notebook_badge_opens_its_own_rungs_exercise():
+    wrong = []
+    for source, _, _, target in colab_targets():
+        if source.endswith(".ipynb"):
+            rung_name = Path(source).stem if source.startswith("solutions/") else Path(source).parent.name
+            if target != course.rung(rung_name[:2]).exercise:
+                wrong.append(f"{source} opens {target}")
+    assert not wrong, "notebook badges that open another rung's exercise (run `make exercises`):\n" + "\n".join(wrong)
+
+
+def test_the_colab_url_pattern_finds_the_generated_badges():
+    # Without this, a change to the badge's form could make the badge tests above pass on zero badges.
+    for r in course.RUNGS:
+        assert COLAB_URL.findall(r.colab_badge) == [(course.REPOSITORY, course.BRANCH, r.exercise)]
 
 
 def test_relative_links_resolve():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from shared import notebooks
+from shared import course, notebooks
 from shared.notebooks import (ANSWER_PLACEHOLDER, BEGIN_ANSWER, BEGIN_SOLUTION, END_ANSWER, END_SOLUTION, STUB,
                               MissingFunction, NotebookError)
 
@@ -124,6 +125,49 @@ def test_unbalanced_or_nested_markers_raise(source, message):
     nb = new_notebook(cells=[new_code_cell(source)])
     with pytest.raises(NotebookError, match=message):
         notebooks.make_exercise(nb)
+
+
+# -- Colab cells ----------------------------------------------------------------------------------------------
+COLAB_RUNG = dataclasses.replace(course.rung("02"), colab=True)
+
+
+def tags(nb) -> list[list[str]]:
+    return [cell.metadata.get("tags", []) for cell in nb.cells]
+
+
+def test_with_colab_puts_badge_and_set_up_cell_after_the_title(solution):
+    with_cells = notebooks.with_colab(solution, COLAB_RUNG)
+    assert tags(with_cells)[:3] == [[], ["colab-badge"], ["colab-setup"]]
+    assert with_cells.cells[0].source == "# Title"
+    assert with_cells.cells[3:] == solution.cells[1:]
+    assert COLAB_RUNG.colab_url in with_cells.cells[1].source
+    assert len(solution.cells) == 5  # the input is not changed
+
+
+def test_with_colab_replaces_stale_cells_and_is_idempotent(solution):
+    once = notebooks.with_colab(solution, COLAB_RUNG)
+    stale = copy.deepcopy(once)
+    stale.cells[2].source = "# an old set-up cell"
+    stale.cells.append(copy.deepcopy(stale.cells[1]))  # a stray badge further down goes too
+    assert notebooks.dumps(notebooks.with_colab(stale, COLAB_RUNG)) == notebooks.dumps(once)
+    assert notebooks.dumps(notebooks.with_colab(once, COLAB_RUNG)) == notebooks.dumps(once)
+
+
+def test_with_colab_removes_the_cells_when_a_rung_is_not_on_colab(solution):
+    with_cells = notebooks.with_colab(solution, COLAB_RUNG)
+    without = notebooks.with_colab(with_cells, dataclasses.replace(COLAB_RUNG, colab=False))
+    assert notebooks.dumps(without) == notebooks.dumps(solution)
+
+
+def test_colab_cells_reach_the_exercise_unchanged(solution):
+    exercise = notebooks.make_exercise(notebooks.with_colab(solution, COLAB_RUNG))
+    assert [c.source for c in exercise.cells[1:3]] == [c.source for c in notebooks.colab_cells(COLAB_RUNG)]
+
+
+@pytest.mark.parametrize("first", [new_code_cell("x = 1"), new_markdown_cell("No title here")])
+def test_with_colab_needs_a_title_first(first):
+    with pytest.raises(NotebookError, match="must start with its title"):
+        notebooks.with_colab(new_notebook(cells=[first]), COLAB_RUNG)
 
 
 # -- reading ------------------------------------------------------------------------------------------------

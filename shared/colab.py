@@ -21,6 +21,7 @@ Run again, it does nothing new: the clone is there, the pins are met, the course
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -65,6 +66,16 @@ def setup_cell(repository: str, branch: str, rung_folder: str, parent: str = COL
     literals = {"course_dir": course_dir, "branch": branch, "url": f"https://github.com/{repository}",
                 "rung_folder": rung_folder}
     return SETUP_CELL.format(**{key: json.dumps(value) for key, value in literals.items()})  # "..." literals
+
+
+def on_colab() -> bool:
+    """True inside a Colab runtime: in its notebook kernel, or in a command run from it (``!python ...``)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except ModuleNotFoundError:  # no "google" package at all
+        return False
 
 
 # -- what the cell runs on Colab ---------------------------------------------------------------------------

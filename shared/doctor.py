@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.colab import COLAB_KEEPS, on_colab  # standard library only, like this file
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
 VENV = REPO_ROOT / ".venv"
@@ -96,11 +98,18 @@ def check_python() -> Line:
     return Line(OK, f"python {version}")
 
 
-def check_packages(cuda: bool) -> list[Line]:
+def check_packages(cuda: bool, colab: bool = False) -> list[Line]:
     if not REQUIREMENTS.exists():
         return [Line(FAIL, "requirements.txt is missing", "git checkout -- requirements.txt")]
     pins = parse_requirements(REQUIREMENTS.read_text(encoding="utf-8"))
-    return [package_line(name, version, installed_version(name), cuda) for name, version in pins.items()]
+    lines = []
+    for name, version in pins.items():
+        installed = installed_version(name)
+        if colab and name in COLAB_KEEPS:  # the set-up cell leaves these to Colab on purpose
+            lines.append(Line(INFO, f"{name} {installed or 'not installed'}: Colab's own, kept (pinned {version})"))
+        else:
+            lines.append(package_line(name, version, installed, cuda))
+    return lines
 
 
 def check_data() -> Line:
@@ -171,10 +180,13 @@ def run_checks():
     """Yield the lines one by one, so slow checks (importing torch) do not hold back the fast ones."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # doctor never reaches for the network
     yield check_python()
-    if Path(sys.prefix).resolve() != VENV.resolve():
+    colab = on_colab()
+    if colab:
+        yield Line(INFO, "running on Google Colab: the notebook's first code cell sets the course up")
+    elif Path(sys.prefix).resolve() != VENV.resolve():
         yield Line(INFO, f"running with {sys.executable}, not the course's .venv (make lab creates it)")
     cuda = cuda_available()
-    yield from check_packages(bool(cuda))
+    yield from check_packages(bool(cuda), colab)
     yield check_data()
     yield check_gpu(cuda)
     yield check_profile(cuda)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
+import types
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,12 @@ def test_rungs_not_offered_on_colab_have_neither(rung):
     for path in present:
         assert not tagged(path, "colab-badge") + tagged(path, "colab-setup"), \
             f"{path.name}: rung {rung.number} has colab=False; run `make exercises` to remove its Colab cells"
+
+
+def test_on_colab_is_told_by_the_colab_module(monkeypatch):
+    assert not colab.on_colab()  # this machine is not Colab
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert colab.on_colab()
 
 
 # -- one place for the pins -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import course, doctor, notebooks, notebooks_cli
+from shared import colab, course, doctor, notebooks, notebooks_cli
 from shared.paths import REPO_ROOT, RUNGS_DIR, SOLUTIONS_DIR
 
 README = REPO_ROOT / "README.md"
@@ -190,3 +190,13 @@ def test_doctor_version_verdicts(name, pinned, installed, cuda, status):
 def test_doctor_reads_the_real_requirements():
     pins = doctor.parse_requirements((REPO_ROOT / "requirements.txt").read_text(encoding="utf-8"))
     assert {"torch", "transformers", "trl", "peft"} <= set(pins)
+
+
+def test_doctor_on_colab_leaves_colabs_own_packages_to_colab(monkeypatch):
+    monkeypatch.setattr(doctor, "installed_version", lambda name: "0.0.1")  # nothing matches its pin
+    kept = {name: line for name, line in zip(doctor.parse_requirements(doctor.REQUIREMENTS.read_text()),
+                                             doctor.check_packages(cuda=True, colab=True))}
+    assert {name for name, line in kept.items() if line.status == doctor.INFO} == set(colab.COLAB_KEEPS)
+    assert "Colab's own, kept" in str(kept["jupyterlab"])
+    assert kept["transformers"].status == doctor.FAIL  # the course's own pins still count on Colab
+    assert all(line.status == doctor.FAIL for line in doctor.check_packages(cuda=False, colab=False))

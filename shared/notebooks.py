@@ -141,11 +141,14 @@ def colab_cells(rung: Rung) -> list[nbformat.NotebookNode]:
 def with_colab(nb: nbformat.NotebookNode, rung: Rung) -> nbformat.NotebookNode:
     """The notebook with fresh Colab cells after its title (or none, for a rung not offered on Colab). Pure."""
     nb = copy.deepcopy(nb)
-    cells = [c for c in nb.cells if not set(COLAB_TAGS) & set(c.get("metadata", {}).get("tags", []))]
-    if not cells or cells[0].cell_type != "markdown" or not cells[0].source.lstrip().startswith("# "):
+    nb.cells = [c for c in nb.cells if not set(COLAB_TAGS) & set(c.get("metadata", {}).get("tags", []))]
+    if not rung.colab:
+        return nb
+    title = nb.cells[0] if nb.cells else None
+    if title is None or title.cell_type != "markdown" or not title.source.lstrip().startswith("# "):
         raise NotebookError(f"the notebook for rung {rung.number} must start with its title: a markdown cell "
                             "beginning with '# '. The Colab cells go right after it.")
-    nb.cells = cells[:1] + (colab_cells(rung) if rung.colab else []) + cells[1:]
+    nb.cells[1:1] = colab_cells(rung)
     return nb
 
 

@@ -164,10 +164,12 @@ def test_colab_cells_reach_the_exercise_unchanged(solution):
     assert [c.source for c in exercise.cells[1:3]] == [c.source for c in notebooks.colab_cells(COLAB_RUNG)]
 
 
-@pytest.mark.parametrize("first", [new_code_cell("x = 1"), new_markdown_cell("No title here")])
-def test_with_colab_needs_a_title_first(first):
+@pytest.mark.parametrize("cells", [[new_code_cell("x = 1")], [new_markdown_cell("No title here")], []])
+def test_with_colab_needs_a_title_first(cells):
     with pytest.raises(NotebookError, match="must start with its title"):
-        notebooks.with_colab(new_notebook(cells=[first]), COLAB_RUNG)
+        notebooks.with_colab(new_notebook(cells=cells), COLAB_RUNG)
+    untitled = new_notebook(cells=cells)  # a rung not offered on Colab needs no title for it
+    assert notebooks.with_colab(untitled, dataclasses.replace(COLAB_RUNG, colab=False)) == untitled
 
 
 # -- reading ------------------------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ def on_colab() -> bool:
 
 # -- what the cell runs on Colab ---------------------------------------------------------------------------
 def set_up(course_dir: str, rung_folder: str) -> None:
+    """Everything the notebook needs on Colab once the course is cloned into `course_dir` (see the top)."""
     root = Path(course_dir).resolve()
     changed = install_pins(colab_pins((root / "requirements.txt").read_text(encoding="utf-8")))
     install_course(root)
@@ -93,8 +94,9 @@ def set_up(course_dir: str, rung_folder: str) -> None:
               "(Runtime > Change runtime type adds a GPU).")
     print(version_report(gpu))
     if changed:
-        print(f"RESTART NEEDED: {', '.join(changed)} was already loaded in this session. "
-              "Use Runtime > Restart session, then run this cell again (the second time takes seconds).")
+        print(f"RESTART NEEDED: this session had already loaded {', '.join(changed)}, and Python keeps the old "
+              "version until it restarts. Use Runtime > Restart session, then run this cell again (it takes seconds "
+              "the second time).")
 
 
 def colab_pins(requirements: str) -> dict[str, str]:

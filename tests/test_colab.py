@@ -286,7 +286,7 @@ def test_a_restart_is_asked_for_when_a_loaded_package_changes(fake):
     (old / "METADATA").write_text("Metadata-Version: 2.1\nName: coursepkg\nVersion: 1.0\n")
     outputs, _, process = fake.run(fake.cell(), imported=["coursepkg"], runs=2)
     assert process.returncode == 0, process.stderr
-    assert "RESTART NEEDED: coursepkg 1.0 -> 2.0 was already loaded" in outputs[0]
+    assert "RESTART NEEDED: this session had already loaded coursepkg 1.0 -> 2.0" in outputs[0]
     assert "RESTART" not in outputs[1]  # after the install nothing changes any more
 
 

@@ -83,6 +83,11 @@ PROFILES = {
             "qlora": MappingProxyType(dict(learning_rate=2e-3, num_train_epochs=3, per_device_train_batch_size=8,
                                            examples_per_task=300, warmup_steps=0.05,
                                            activation_checkpointing=False)),
+            # Rung 03's sweep: each run is the "lora" recipe with these settings changed, scored on
+            # eval_examples_per_task held-out examples per task. One short epoch (a larger rate, so that a short
+            # run learns enough to tell the settings apart): six runs take about as long as the main one.
+            "lora_sweep": MappingProxyType(dict(examples_per_task=150, num_train_epochs=1, learning_rate=5e-3,
+                                                eval_examples_per_task=30)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -108,6 +113,8 @@ PROFILES = {
                                            gradient_accumulation_steps=4, examples_per_task=200,
                                            warmup_steps=0.05, activation_checkpointing=True,
                                            optim="paged_adamw_8bit")),
+            "lora_sweep": MappingProxyType(dict(examples_per_task=300, num_train_epochs=1, learning_rate=5e-4,
+                                                eval_examples_per_task=60)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

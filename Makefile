@@ -21,7 +21,7 @@ help:
 	@echo "make test         set up (first time) and run the tests and solution notebooks"
 	@echo "make check RUNG=02 [NOTEBOOK=path] [JSON=results.json]   check a rung's notebook"
 	@echo "make doctor       check your set-up and say how to fix what fails"
-	@echo "make exercises    regenerate exercise notebooks from solutions (maintainers)"
+	@echo "make exercises [RUNG=02]   regenerate exercise notebooks from solutions (maintainers)"
 	@echo "make data         regenerate the tiny world data under data/"
 	@echo "make base-model   pretrain the tiny base model again"
 	@echo "make bench        time every ready rung's solution and print its before/after figures"
@@ -55,7 +55,7 @@ check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
 
 exercises: $(STAMP)
-	$(VENV)/bin/python -m shared.notebooks_cli
+	$(VENV)/bin/python -m shared.notebooks_cli $(if $(RUNG),--rung $(RUNG))
 
 data: $(STAMP)
 	$(VENV)/bin/python -m shared.world

@@ -83,7 +83,7 @@ RUNGS = [
          None, False, "coming"),
     Rung("04", "qlora", "QLoRA",
          "Load the base model in 4 bit and train LoRA adapters on top, so a much larger model fits one GPU.",
-         3, True, "ready"),
+         2, True, "ready"),
     Rung("05", "data-curation", "Data curation",
          "Deduplicate and filter a training set, and test the LIMA idea that a little good data beats a lot "
          "of noisy data.",

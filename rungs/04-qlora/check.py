@@ -362,6 +362,7 @@ def reload_and_measure(outputs: Path, profile, base: dict) -> dict:
     """Put the saved adapter on the base loaded in NF4 here; compute held-out accuracy with the course's metric."""
     import json
 
+    from shared import quant
     from shared.models import load_adapter, load_model, load_tokenizer
 
     folder = outputs / "adapter"
@@ -373,6 +374,7 @@ def reload_and_measure(outputs: Path, profile, base: dict) -> dict:
         model = load_adapter(model, folder)
     except Exception as error:  # corrupt files raise many kinds (OSError, SafetensorError, ...): all mean "re-save"
         raise CheckFailed(f"the saved adapter does not load ({type(error).__name__}: {str(error)[:200]})") from error
+    quant.keep_training_layout(model)  # the layout the notebook trained and evaluated with: the same kernels
     names = [type(m).__name__ for m in model.modules()]
     require("Linear4bit" in names, "the base did not load in 4-bit (no Linear4bit layers)")
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]

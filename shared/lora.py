@@ -174,8 +174,10 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
     Each run is the course's LoRA recipe (the profile's ``"lora"`` stage) shortened by the ``"lora_sweep"``
     stage, and is scored on ``eval_examples_per_task`` held-out examples per task (the same subset for every
     run). Returns one dict per run: the config, trainable parameters (PEFT's count), training-state memory
-    (``training_state_bytes``), accuracy per task, their mean and the training seconds.
+    (``training_state_bytes``), accuracy per task, their mean and the training seconds. On a CUDA GPU,
+    ``measured_peak_bytes`` is the peak GPU memory while training (activations included); elsewhere ``None``.
     """
+    import gc
     import tempfile
 
     import torch
@@ -196,16 +198,21 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
                                   **settings)
             memory = training_state_bytes(trainer.model)
             trainable = int(trainer.model.get_nb_trainable_parameters()[0])
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
             seconds = trainer.train().metrics["train_runtime"]
+            peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
             scores = evals.accuracies(evals.evaluate_model(trainer.model, tokenizer, split="heldout",
                                                            limit=eval_limit))
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
             results.append({"name": sweep_name(config), "r": config["r"], "alpha": config["alpha"],
                             "targets": config["targets"], "trainable_parameters": trainable,
-                            "memory_bytes": memory["total"], "memory": memory, "accuracy": scores,
-                            "mean_accuracy": round(mean_accuracy(scores), 4), "train_seconds": round(seconds, 1),
-                            "eval_examples_per_task": eval_limit})
+                            "memory_bytes": memory["total"], "memory": memory, "measured_peak_bytes": peak,
+                            "accuracy": scores, "mean_accuracy": round(mean_accuracy(scores), 4),
+                            "train_seconds": round(seconds, 1), "eval_examples_per_task": eval_limit})
+            del trainer, model  # one model at a time: free this one before the next loads
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     return results
 
 
@@ -257,11 +264,13 @@ def plot_sweep(results: list[dict], points: dict[str, dict] | None = None):
                             xytext=(3, 3), textcoords="offset points")
         for (name, point), marker in zip((points or {}).items(), "*PXD"):
             ax.scatter([scale(point[key])], [point["mean_accuracy"]], marker=marker, s=120, label=name)
-        ax.set_xscale("log")
+        if key == "trainable_parameters":  # parameters span orders of magnitude; memory does not
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
+    highest = max([r["mean_accuracy"] for r in results] + [p["mean_accuracy"] for p in (points or {}).values()])
     axes[0].set_ylabel("mean held-out accuracy")
-    axes[0].set_ylim(0, 1.05)
+    axes[0].set_ylim(0, min(1.05, highest + 0.15))
     axes[1].legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     return figure

@@ -1,0 +1,517 @@
+"""Rung 03's checker and shared/lora.py: the checker passes on the solution, fails on the untouched exercise, and
+turns every kind of bad input into a clear ✗ (never a traceback); the LoRA helpers agree with PEFT and with
+hand-computed figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from types import MappingProxyType
+
+import nbformat
+import pytest
+import torch
+
+from shared import checking, lora
+from shared.notebooks import extract_functions
+from shared.paths import REPO_ROOT
+
+RUNG_DIR = REPO_ROOT / "rungs" / "03-lora"
+SOLUTION = REPO_ROOT / "solutions" / "03-lora.ipynb"
+EXERCISE = RUNG_DIR / "exercise.ipynb"
+TIMEOUT = float(os.environ.get("FT_CHECK_TIMEOUT", checking.DEFAULT_TIMEOUT_S))
+
+
+def _load_check_module():
+    spec = importlib.util.spec_from_file_location("check03", RUNG_DIR / "check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check03 = _load_check_module()
+
+
+def run_check(notebook, timeout=TIMEOUT, outputs_root=None):
+    out = io.StringIO()
+    report = checking.check_notebook(check03.check, "03", notebook, timeout, out=out, outputs_root=outputs_root)
+    return report, out.getvalue()
+
+
+def by_name(report, fragment):
+    matches = [c for c in report.criteria if fragment in c.name]
+    assert matches, f"no criterion containing {fragment!r} in {[c.name for c in report.criteria]}"
+    return matches[0]
+
+
+def judge(test):
+    """One criterion run the way the checker runs it: (its Criterion, what was printed)."""
+    out = io.StringIO()
+    ctx = checking.Context("03", SOLUTION, timeout=60, out=out)
+    ctx.criterion("criterion under test", test, hint="a hint")
+    ctx.close()
+    return ctx.report.criteria[0], out.getvalue()
+
+
+def assert_fails(test, *fragments):
+    criterion, printed = judge(test)
+    assert criterion.status == checking.FAIL, printed
+    assert "✗" in printed and "hint:" in printed and "Traceback" not in printed
+    for fragment in fragments:
+        assert fragment in criterion.detail, criterion.detail
+    return criterion
+
+
+@pytest.fixture(scope="module")
+def solution_run(tmp_path_factory):
+    """Check the solution once; keep its outputs for the tampering tests below."""
+    outputs_root = tmp_path_factory.mktemp("solution-outputs")
+    report, printed = run_check(SOLUTION, outputs_root=outputs_root)
+    return report, printed, outputs_root
+
+
+@pytest.fixture(scope="module")
+def solution_functions():
+    return extract_functions(nbformat.read(SOLUTION, as_version=4), ["lora_forward", "count_lora_parameters"])
+
+
+@pytest.fixture
+def outputs(solution_run, tmp_path):
+    """A copy of the solution's outputs (the rung's folder) to tamper with."""
+    _, _, outputs_root = solution_run
+    copy = tmp_path / "outputs"
+    shutil.copytree(outputs_root, copy)
+    return copy / "03-lora"
+
+
+# -- the solution and the exercise ---------------------------------------------------------------------
+def test_checker_passes_on_the_solution(solution_run):
+    report, printed, _ = solution_run
+    assert report.passed, printed
+    assert all(c.status == checking.PASS for c in report.criteria if "written answer" not in c.name), printed
+    assert by_name(report, "written answer").status == checking.REVIEW  # flagged, never auto-passed
+    for fragment in ("runs top to bottom", "lora_forward", "count_lora_parameters", "valid numbers",
+                     "LoRA adapter that reloads", "held-out accuracy", "agree", "sweep"):
+        assert by_name(report, fragment).status == checking.PASS, printed
+    assert "DONE" in printed and "✓" in printed and "⚑" in printed
+
+
+def test_solution_adapter_comes_close_to_full_fine_tuning(solution_run):
+    """What LoRA is for: near full-SFT accuracy from a small fraction of the weights and of the memory."""
+    _, _, outputs_root = solution_run
+    metrics = json.loads((outputs_root / "03-lora" / "metrics.json").read_text())
+    assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]
+    assert metrics["after"]["closed_qa"] >= 0.85, metrics["after"]
+    assert metrics["trainable_parameters"] < 0.10 * metrics["total_parameters"]
+    assert metrics["memory_bytes"]["lora"]["total"] < 0.5 * metrics["memory_bytes"]["full"]["total"]
+    adapter_bytes = (outputs_root / "03-lora" / "adapter" / "adapter_model.safetensors").stat().st_size
+    assert adapter_bytes < 0.15 * metrics["memory_bytes"]["full"]["trainable_weights"]  # the adapter, not a model
+    sweep = json.loads((outputs_root / "03-lora" / "sweep.json").read_text())
+    assert {run["targets"] for run in sweep} == set(lora.TARGETS)
+
+
+def test_checker_fails_on_the_untouched_exercise():
+    report, printed = run_check(EXERCISE)
+    assert not report.passed
+    assert by_name(report, "runs top to bottom").status == checking.FAIL
+    assert "NotImplementedError" in by_name(report, "runs top to bottom").detail
+    assert "not written yet" in by_name(report, "lora_forward").detail
+    assert "not written yet" in by_name(report, "count_lora_parameters").detail
+    for fragment in ("valid numbers", "reloads", "held-out accuracy", "agree", "sweep", "written answer"):
+        assert by_name(report, fragment).status == checking.FAIL, printed
+    assert "NOT DONE YET" in printed and "hint:" in printed
+
+
+def test_command_line_exit_code_and_json(tmp_path):
+    result_file = tmp_path / "result.json"
+    result = subprocess.run([sys.executable, str(RUNG_DIR / "check.py"), str(tmp_path / "missing.ipynb"),
+                             "--json", str(result_file)], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 1
+    assert "✗" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert json.loads(result_file.read_text())["passed"] is False
+
+
+# -- graded functions on hidden cases --------------------------------------------------------------------
+def test_hidden_cases_pass_with_the_solution(solution_functions):
+    assert "unseen cases" in check03.check_lora_forward(solution_functions["lora_forward"])
+    assert "unseen configs" in check03.check_count(solution_functions["count_lora_parameters"])
+
+
+def test_forward_without_the_alpha_over_r_scaling(solution_functions):
+    forward = solution_functions["lora_forward"]
+    assert_fails(lambda: check03.check_lora_forward(
+        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, bias, lora_A, lora_B, r, r)),
+        "differs from PEFT")
+
+
+def test_forward_with_alpha_over_sqrt_r(solution_functions):
+    forward = solution_functions["lora_forward"]  # rsLoRA's scaling: plausible, but not what PEFT's LoRA does
+    assert_fails(lambda: check03.check_lora_forward(
+        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, bias, lora_A, lora_B,
+                                                                  alpha * math.sqrt(r), r)),
+        "differs from PEFT")
+
+
+def test_forward_that_ignores_the_bias(solution_functions):
+    forward = solution_functions["lora_forward"]
+    assert_fails(lambda: check03.check_lora_forward(
+        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, None, lora_A, lora_B, alpha, r)),
+        "with bias")
+
+
+def test_forward_that_only_handles_2d_input(solution_functions):
+    def flat_only(x, weight, bias, lora_A, lora_B, alpha, r):
+        return solution_functions["lora_forward"](x.reshape(-1, x.shape[-1]), weight, bias, lora_A, lora_B, alpha, r)
+
+    assert_fails(lambda: check03.check_lora_forward(flat_only), "output shape")
+
+
+def test_graded_function_that_raises():
+    def broken(*args):
+        raise RuntimeError("shapes do not line up")
+
+    assert_fails(lambda: check03.check_lora_forward(broken), "RuntimeError", "shapes do not line up")
+    assert_fails(lambda: check03.check_count(broken), "RuntimeError")
+
+
+def test_count_that_forgets_one_target_type(solution_functions):
+    count = solution_functions["count_lora_parameters"]
+    assert_fails(lambda: check03.check_count(  # down_proj left out
+        lambda config, r, targets: count(config, r, [t for t in targets if t != "down_proj"])), "PEFT counts")
+
+
+def test_count_that_ignores_grouped_query_attention(solution_functions):
+    def as_if_no_gqa(config, r, targets):
+        config.num_key_value_heads = config.num_attention_heads
+        return solution_functions["count_lora_parameters"](config, r, targets)
+
+    assert_fails(lambda: check03.check_count(as_if_no_gqa), "PEFT counts", "num_key_value_heads")
+
+
+def test_count_that_is_not_a_number():
+    assert_fails(lambda: check03.check_count(lambda config, r, targets: "many"), "must return an int")
+
+
+# -- the saved adapter ---------------------------------------------------------------------------------
+def test_missing_adapter_folder(outputs):
+    shutil.rmtree(outputs / "adapter")
+    assert_fails(lambda: check03.reload_adapter(outputs), "no saved adapter folder")
+
+
+def test_corrupt_adapter_weights(outputs):
+    (outputs / "adapter" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    assert_fails(lambda: check03.reload_adapter(outputs), "does not load")
+
+
+def test_missing_adapter_weights(outputs):
+    (outputs / "adapter" / "adapter_model.safetensors").unlink()
+    assert_fails(lambda: check03.reload_adapter(outputs), "weights", "missing")
+
+
+def _edit_adapter_config(outputs, **changes):
+    path = outputs / "adapter" / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config.update(changes)
+    path.write_text(json.dumps(config))
+
+
+def test_adapter_config_that_is_not_json(outputs):
+    (outputs / "adapter" / "adapter_config.json").write_text("{ r: 16")
+    assert_fails(lambda: check03.reload_adapter(outputs), "not valid JSON")
+
+
+def test_adapter_that_names_another_base(outputs):
+    _edit_adapter_config(outputs, base_model_name_or_path="HuggingFaceTB/SmolLM2-360M")
+    assert_fails(lambda: check03.reload_adapter(outputs), "trained on", "SmolLM2")
+
+
+def test_adapter_that_is_not_lora(outputs):
+    _edit_adapter_config(outputs, peft_type="IA3")
+    assert_fails(lambda: check03.reload_adapter(outputs), "not a LoRA adapter")
+
+
+def _save_adapter(outputs, model, config):
+    from peft import get_peft_model
+
+    shutil.rmtree(outputs / "adapter")
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, config)
+    return peft_model
+
+
+def test_adapter_trained_on_another_architecture(outputs):
+    """Shapes from another model, but the config claims the tiny base: it must not load quietly."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from shared.profiles import get_profile
+
+    other = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                                         num_key_value_heads=4, num_hidden_layers=4, vocab_size=900))
+    peft_model = _save_adapter(outputs, other, lora.lora_config(16, 32, "all-linear"))
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)
+    peft_model.save_pretrained(outputs / "adapter")
+    _edit_adapter_config(outputs, base_model_name_or_path=get_profile(announce=False).base_model)
+    criterion = assert_fails(lambda: check03.reload_adapter(outputs))
+    assert "does not load" in criterion.detail or "another base model" in criterion.detail
+
+
+def test_adapter_that_also_saves_full_weights(outputs):
+    """modules_to_save trains and stores a full copy of a layer: not a pure LoRA adapter, the base is changed."""
+    from shared.models import load_model
+
+    config = lora.lora_config(16, 32, "all-linear")
+    config.modules_to_save = ["lm_head"]
+    peft_model = _save_adapter(outputs, load_model(), config)
+    for name, parameter in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.01)
+    peft_model.save_pretrained(outputs / "adapter")
+    assert_fails(lambda: check03.reload_adapter(outputs), "other tensors")
+
+
+def test_untrained_adapter(outputs):
+    from shared.models import load_model
+
+    _save_adapter(outputs, load_model(), lora.lora_config(16, 32, "all-linear")).save_pretrained(outputs / "adapter")
+    assert_fails(lambda: check03.reload_adapter(outputs), "every B matrix is zero")
+
+
+def test_solution_adapter_is_lora_and_leaves_the_base_untouched(outputs):
+    measured = check03.reload_adapter(outputs)
+    assert measured["config"]["r"] == 16 and measured["config"]["targets"] == sorted(lora.ALL_LINEAR)
+    base = dict(measured["model"].get_base_model().named_parameters())
+    assert any("lora_A" in name for name in base) and all(not p.requires_grad for n, p in base.items()
+                                                         if "lora_" not in n)
+
+
+# -- saved figures ---------------------------------------------------------------------------------------
+def _verify(outputs):
+    out = io.StringIO()
+    ctx = checking.Context("03", SOLUTION, timeout=60, out=out, outputs_root=outputs.parent)
+    check03.verify_outputs(ctx)
+    ctx.close()
+    return ctx.report, out.getvalue()
+
+
+def _edit_metrics(outputs, edit):
+    path = outputs / "metrics.json"
+    metrics = json.loads(path.read_text())
+    edit(metrics)
+    path.write_text(json.dumps(metrics))
+    return metrics
+
+
+def test_hand_edited_accuracy_disagrees_with_the_adapter(outputs):
+    _edit_metrics(outputs, lambda m: m["after"].update(closed_qa=0.0 if m["after"]["closed_qa"] > 0.5 else 1.0))
+    report, printed = _verify(outputs)
+    agree = by_name(report, "agree")
+    assert agree.status == checking.FAIL and "the saved model scores" in agree.detail, printed
+    assert by_name(report, "reloads").status == checking.PASS  # only the figures are wrong
+    assert by_name(report, "held-out accuracy").status == checking.PASS
+
+
+@pytest.fixture(scope="module")
+def measured(solution_run):
+    """The solution adapter reloaded and measured once, for the figure-tampering tests."""
+    _, _, outputs_root = solution_run
+    measured = check03.reload_adapter(outputs_root / "03-lora")
+    measured["accuracy"] = checking.heldout_accuracies(measured["model"], measured["tokenizer"], measured["profile"])
+    return measured
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(trainable_parameters=m["trainable_parameters"] * 2), "trainable parameters"),
+    (lambda m: m["memory_bytes"]["lora"].update(total=m["memory_bytes"]["lora"]["total"] // 2), "memory_bytes['lora']"),
+    (lambda m: m["memory_bytes"]["full"].update(total=1000), "memory_bytes['full']"),
+    (lambda m: m["lora"].update(r=4), "does not describe the saved adapter"),
+    (lambda m: m["lora"].update(targets="attention"), "does not describe the saved adapter"),
+], ids=["trainable", "lora-memory", "full-memory", "rank", "targets"])
+def test_hand_edited_figures(outputs, measured, edit, message):
+    saved = _edit_metrics(outputs, edit)
+    assert_fails(lambda: check03.check_figures(saved, measured), message)
+
+
+def test_solution_figures_agree(outputs, measured):
+    saved = check03.read_lora_metrics(outputs)
+    criterion, printed = judge(lambda: check03.check_figures(saved, measured))
+    assert criterion.status == checking.PASS, printed
+
+
+def test_nan_metrics(outputs):
+    _edit_metrics(outputs, lambda m: m["after"].update(arithmetic=math.nan))
+    assert_fails(lambda: check03.read_lora_metrics(outputs), "not a number between 0 and 1")
+
+
+def test_metrics_without_memory(outputs):
+    _edit_metrics(outputs, lambda m: m.pop("memory_bytes"))
+    assert_fails(lambda: check03.read_lora_metrics(outputs), "memory_bytes")
+
+
+def test_missing_metrics(outputs):
+    (outputs / "metrics.json").unlink()
+    assert_fails(lambda: check03.read_lora_metrics(outputs), "was not saved")
+
+
+# -- the sweep --------------------------------------------------------------------------------------------
+def _edit_sweep(outputs, edit):
+    path = outputs / "sweep.json"
+    runs = json.loads(path.read_text())
+    runs = edit(runs) or runs
+    path.write_text(json.dumps(runs))
+
+
+def test_solution_sweep_is_consistent(outputs):
+    criterion, printed = judge(lambda: check03.check_sweep(outputs))
+    assert criterion.status == checking.PASS, printed
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda runs: runs[0]["accuracy"].update(closed_qa=math.nan), "not a fraction per task"),
+    (lambda runs: runs[1].update(trainable_parameters=runs[1]["trainable_parameters"] + 1), "PEFT counts"),
+    (lambda runs: runs[2].update(memory_bytes=runs[2]["memory_bytes"] * 3), "recomputed"),
+    (lambda runs: runs[0].update(mean_accuracy=0.99), "not the mean"),
+    (lambda runs: [run for run in runs if run["targets"] == "all-linear"], "both target sets"),
+    (lambda runs: runs[:1], "at least 4 runs"),
+], ids=["nan", "count", "memory", "mean", "one-target-set", "too-few"])
+def test_tampered_sweep(outputs, edit, message):
+    _edit_sweep(outputs, edit)
+    assert_fails(lambda: check03.check_sweep(outputs), message)
+
+
+def test_missing_sweep(outputs):
+    (outputs / "sweep.json").unlink()
+    assert_fails(lambda: check03.check_sweep(outputs), "was not saved")
+
+
+# -- shared/lora.py ----------------------------------------------------------------------------------------
+def test_target_modules():
+    assert lora.target_modules("attention") == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert lora.target_modules("all-linear") == list(lora.ATTENTION + lora.MLP)
+    assert lora.target_modules(("q_proj", "v_proj")) == ["q_proj", "v_proj"]
+    with pytest.raises(ValueError, match="unknown target set"):
+        lora.target_modules("all_linear")
+    with pytest.raises(ValueError, match="at least one"):
+        lora.target_modules([])
+
+
+def test_lora_config():
+    config = lora.lora_config(r=4, alpha=12, targets="attention")
+    assert config.r == 4 and config.lora_alpha == 12 and config.lora_dropout == 0.0 and config.bias == "none"
+    assert set(config.target_modules) == set(lora.ATTENTION) and config.task_type == "CAUSAL_LM"
+
+
+def test_training_state_bytes_by_hand():
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.Linear(20, 5, bias=False).to(torch.float64))
+    model[0].requires_grad_(False)
+    model.register_buffer("table", torch.zeros(7, dtype=torch.float16))
+    parts = lora.training_state_bytes(model)
+    assert parts["frozen_weights"] == (10 * 20 + 20) * 4 + 7 * 2
+    assert parts["trainable_weights"] == parts["gradients"] == 20 * 5 * 8
+    assert parts["optimizer_moments"] == 2 * 20 * 5 * 8
+    assert parts["total"] == parts["frozen_weights"] + 4 * 20 * 5 * 8
+    assert lora.training_state_bytes(model, moment_bytes=1)["optimizer_moments"] == 2 * 20 * 5
+
+
+def test_training_state_bytes_of_a_peft_model():
+    from peft import get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                         num_hidden_layers=2, vocab_size=50)
+    model = LlamaForCausalLM(config)
+    base_bytes = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * b.element_size()
+                                                                      for b in model.buffers())
+    full = lora.training_state_bytes(model)
+    assert full["frozen_weights"] == base_bytes - full["trainable_weights"] == sum(
+        b.numel() * b.element_size() for b in model.buffers())
+    peft_model = get_peft_model(model, lora.lora_config(4, 8, "attention"))
+    parts = lora.training_state_bytes(peft_model)
+    adapter = lora.peft_trainable_count(config, 4, "attention")
+    assert parts["frozen_weights"] == base_bytes
+    assert parts["trainable_weights"] == parts["gradients"] == adapter * 4
+    assert parts["total"] == base_bytes + 4 * adapter * 4
+
+
+def test_peft_lora_linear_is_the_lora_formula():
+    generator = torch.Generator().manual_seed(1)
+    weight, bias = torch.randn(3, 5, generator=generator), torch.randn(3, generator=generator)
+    lora_A, lora_B = torch.randn(2, 5, generator=generator), torch.randn(3, 2, generator=generator)
+    x = torch.randn(4, 5, generator=generator)
+    with torch.no_grad():
+        got = lora.peft_lora_linear(weight, lora_A, lora_B, alpha=6, bias=bias)(x)
+        plain = lora.peft_lora_linear(weight, lora_A, lora_B, alpha=6)(x)
+    assert torch.allclose(got, x @ weight.T + bias + 3.0 * (x @ lora_A.T @ lora_B.T), atol=1e-5)
+    assert torch.allclose(plain, got - bias, atol=1e-5)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        lora.peft_lora_linear(weight, lora_A.T, lora_B, alpha=6)
+
+
+def test_peft_trainable_count_by_hand():
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=100, num_attention_heads=8, num_key_value_heads=2,
+                         num_hidden_layers=3, vocab_size=30)
+    kv = 2 * 64 // 8
+    assert lora.peft_trainable_count(config, 4, ["k_proj"]) == 3 * 4 * (64 + kv)
+    assert lora.peft_trainable_count(config, 2, ["down_proj", "q_proj"]) == 3 * 2 * ((100 + 64) + (64 + 64))
+
+
+def test_full_sft_point(tmp_path):
+    from shared.profiles import PROFILES
+
+    tiny = PROFILES["tiny"]
+    path = tmp_path / "metrics.json"
+    assert lora.full_sft_point(tiny, path) is None  # rung 02 not run: nothing is made up
+    path.write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": 0.9, "extraction": 0.4}}))
+    assert lora.full_sft_point(tiny, path) == {"closed_qa": 0.9, "extraction": 0.4}
+    assert lora.full_sft_point(PROFILES["gpu"], path) is None  # another profile's figures do not compare
+    path.write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": float("nan")}}))
+    assert lora.full_sft_point(tiny, path) is None
+    path.write_text("not json")
+    assert lora.full_sft_point(tiny, path) is None
+
+
+def test_full_sft_point_reads_rung_02_outputs(tmp_path, monkeypatch):
+    from shared.profiles import PROFILES
+
+    monkeypatch.setenv("FT_OUTPUTS", str(tmp_path))
+    assert lora.full_sft_point(PROFILES["tiny"]) is None
+    (tmp_path / "02-sft" / "metrics.json").write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": 0.5}}))
+    assert lora.full_sft_point(PROFILES["tiny"]) == {"closed_qa": 0.5}
+
+
+def test_run_sweep_and_plots():
+    """Two tiny runs through the real recipe: counts and memory as PEFT and training_state_bytes give them."""
+    from shared.models import load_tokenizer
+    from shared.profiles import PROFILES
+
+    tiny = PROFILES["tiny"]
+    stages = dict(tiny.training)
+    stages["lora_sweep"] = MappingProxyType(dict(examples_per_task=4, max_steps=1, eval_examples_per_task=2))
+    profile = dataclasses.replace(tiny, training=MappingProxyType(stages))
+    configs = [dict(r=2, alpha=4, targets="attention"), dict(r=4, alpha=4, targets="all-linear")]
+    results = lora.run_sweep(profile, load_tokenizer(profile=profile), configs)
+    from shared.models import load_model
+
+    base_config = load_model(profile=profile).config
+    assert [r["name"] for r in results] == ["attention r=2 alpha=4", "all-linear r=4 alpha=4"]
+    for run, config in zip(results, configs):
+        assert run["trainable_parameters"] == lora.peft_trainable_count(base_config, config["r"], config["targets"])
+        assert run["memory_bytes"] == run["memory"]["total"]
+        assert run["memory"]["trainable_weights"] == 4 * run["trainable_parameters"]
+        assert set(run["accuracy"]) == {"closed_qa", "extraction", "arithmetic"}
+        assert run["mean_accuracy"] == pytest.approx(lora.mean_accuracy(run["accuracy"]), abs=1e-4)
+        assert run["eval_examples_per_task"] == 2
+    figure = lora.plot_sweep(results, {"full": {"trainable_parameters": 3_000_000, "memory_bytes": 50 * 2 ** 20,
+                                                "mean_accuracy": 0.5}})
+    assert len(figure.axes) == 2 and len(figure.axes[1].collections) == 3
+    assert len(lora.plot_memory({"a": results[0]["memory"], "b": results[1]["memory"]}).axes[0].patches) == 8

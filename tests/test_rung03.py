@@ -264,6 +264,7 @@ def test_adapter_trained_on_another_architecture(outputs):
     assert "does not load" in criterion.detail or "another base model" in criterion.detail
 
 
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")
 def test_adapter_that_also_saves_full_weights(outputs):
     """modules_to_save trains and stores a full copy of a layer: not a pure LoRA adapter, the base is changed."""
     from shared.models import load_model
@@ -334,15 +335,29 @@ def measured(solution_run):
     (lambda m: m["memory_bytes"]["full"].update(total=1000), "memory_bytes['full']"),
     (lambda m: m["lora"].update(r=4), "does not describe the saved adapter"),
     (lambda m: m["lora"].update(targets="attention"), "does not describe the saved adapter"),
-], ids=["trainable", "lora-memory", "full-memory", "rank", "targets"])
+    (lambda m: m.update(full_sft={"closed_qa": 0.94, "extraction": 0.37, "arithmetic": 0.11}),
+     "never type them in"),
+], ids=["trainable", "lora-memory", "full-memory", "rank", "targets", "typed-in-full-sft"])
 def test_hand_edited_figures(outputs, measured, edit, message):
     saved = _edit_metrics(outputs, edit)
-    assert_fails(lambda: check03.check_figures(saved, measured), message)
+    assert_fails(lambda: check03.check_figures(saved, measured, outputs), message)
 
 
 def test_solution_figures_agree(outputs, measured):
     saved = check03.read_lora_metrics(outputs)
-    criterion, printed = judge(lambda: check03.check_figures(saved, measured))
+    criterion, printed = judge(lambda: check03.check_figures(saved, measured, outputs))
+    assert criterion.status == checking.PASS, printed
+
+
+def test_full_sft_figures_are_rung_02s(outputs, measured):
+    """Where rung 02's metrics.json sits beside this rung's outputs, metrics.json must carry exactly its figures."""
+    rung_02 = outputs.parent / "02-sft"
+    rung_02.mkdir(exist_ok=True)
+    (rung_02 / "metrics.json").write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": 0.5}}))
+    saved = check03.read_lora_metrics(outputs)
+    assert_fails(lambda: check03.check_figures(saved, measured, outputs), "never type them in")
+    saved = _edit_metrics(outputs, lambda m: m.update(full_sft={"closed_qa": 0.5}))
+    criterion, printed = judge(lambda: check03.check_figures(saved, measured, outputs))
     assert criterion.status == checking.PASS, printed
 
 
@@ -439,6 +454,25 @@ def test_training_state_bytes_of_a_peft_model():
     assert parts["frozen_weights"] == base_bytes
     assert parts["trainable_weights"] == parts["gradients"] == adapter * 4
     assert parts["total"] == base_bytes + 4 * adapter * 4
+
+
+def test_training_state_bytes_counts_4bit_weights_with_their_scales():
+    """What rung 04 measures: NF4 weights are packed two to a byte, and their block scales count too."""
+    import bitsandbytes as bnb
+
+    from shared.models import load_model
+
+    model = load_model(four_bit=True)
+    scales = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            state = module.weight.quant_state
+            scales += state.absmax.numel() * state.absmax.element_size()  # double quantisation: 8-bit scales ...
+            scales += state.state2.absmax.numel() * state.state2.absmax.element_size()  # ... and theirs
+    stored = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    parts = lora.training_state_bytes(model)
+    assert scales > 0 and parts["frozen_weights"] + parts["trainable_weights"] == stored + scales
+    assert stored + scales < 0.3 * lora.training_state_bytes(load_model())["trainable_weights"]
 
 
 def test_peft_lora_linear_is_the_lora_formula():

@@ -95,7 +95,7 @@ def verify_outputs(ctx: Context) -> None:
                   lambda: check_thresholds(accuracy_of(measured), thresholds),
                   hint="Train with the profile's settings on all three tasks; if one task lags, read its answers "
                        "side by side (section 3).")
-    ctx.criterion("saved figures agree with the adapter", lambda: check_figures(saved, measured),
+    ctx.criterion("saved figures agree with the adapter", lambda: check_figures(saved, measured, outputs),
                   hint="metrics.json must hold what the notebook measured, for the adapter it saved: no hand edits.")
     ctx.criterion("the sweep's results are complete and consistent", lambda: check_sweep(outputs),
                   hint="Run section 5 unchanged (it writes sweep.json): both target sets, several ranks and "
@@ -252,9 +252,18 @@ def _close(saved: int, recomputed: int) -> bool:
     return abs(saved - recomputed) <= MEMORY_TOLERANCE * max(1, recomputed)
 
 
-def check_figures(saved: dict, measured: dict) -> str:
+def check_figures(saved: dict, measured: dict, outputs: Path) -> str:
+    from shared.lora import full_sft_point
+
     require(bool(saved) and "accuracy" in measured, "needs both the saved figures and the recomputed ones "
                                                     "(see above)")
+    # Rung 02's figures come from its metrics.json beside this rung's outputs; the checker's fresh folder has
+    # none, so there the notebook must say so (null), never supply numbers of its own.
+    rung_02 = full_sft_point(measured["profile"], outputs.parent / "02-sft" / "metrics.json")
+    require(saved.get("full_sft") == rung_02,
+            f"metrics.json full_sft is {saved.get('full_sft')!r}, but rung 02's saved figures here are "
+            f"{rung_02 if rung_02 is not None else 'absent (null expected)'}: read them with lora.full_sft_point, "
+            "never type them in")
     agreement = check_agreement(saved, measured["accuracy"])
     require(saved["trainable_parameters"] == measured["trainable_parameters"],
             f"metrics.json says {saved['trainable_parameters']} trainable parameters, the adapter has "

@@ -107,6 +107,13 @@ class Context:
         self._record(result)
         return result.status == PASS
 
+    def collect(self, name: str, produce: Callable[[], dict], hint: str = "") -> dict:
+        """A criterion that gathers what later criteria need (saved figures, a reloaded model): returns what
+        `produce` returned, or an empty dict when it failed -- the later criteria then fail with their own line."""
+        produced = {}
+        self.criterion(name, lambda: produced.update(produce()), hint=hint)
+        return produced
+
     def review(self, name: str, text: str | None, min_words: int = 25, hint: str = "") -> bool:
         """A written answer: ✗ when missing or a placeholder, ⚑ (for an instructor) when present."""
         words = len((text or "").replace(notebooks.ANSWER_PLACEHOLDER, "").split())

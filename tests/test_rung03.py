@@ -5,90 +5,38 @@ hand-computed figures."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import io
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from types import MappingProxyType
 
 import nbformat
 import pytest
 import torch
 
+from rung_harness import RungUnderTest, by_name, edit_json
 from shared import checking, lora
 from shared.notebooks import extract_functions
-from shared.paths import REPO_ROOT
 
-RUNG_DIR = REPO_ROOT / "rungs" / "03-lora"
-SOLUTION = REPO_ROOT / "solutions" / "03-lora.ipynb"
-EXERCISE = RUNG_DIR / "exercise.ipynb"
-TIMEOUT = float(os.environ.get("FT_CHECK_TIMEOUT", checking.DEFAULT_TIMEOUT_S))
-
-
-def _load_check_module():
-    spec = importlib.util.spec_from_file_location("check03", RUNG_DIR / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check03 = _load_check_module()
-
-
-def run_check(notebook, timeout=TIMEOUT, outputs_root=None):
-    out = io.StringIO()
-    report = checking.check_notebook(check03.check, "03", notebook, timeout, out=out, outputs_root=outputs_root)
-    return report, out.getvalue()
-
-
-def by_name(report, fragment):
-    matches = [c for c in report.criteria if fragment in c.name]
-    assert matches, f"no criterion containing {fragment!r} in {[c.name for c in report.criteria]}"
-    return matches[0]
-
-
-def judge(test):
-    """One criterion run the way the checker runs it: (its Criterion, what was printed)."""
-    out = io.StringIO()
-    ctx = checking.Context("03", SOLUTION, timeout=60, out=out)
-    ctx.criterion("criterion under test", test, hint="a hint")
-    ctx.close()
-    return ctx.report.criteria[0], out.getvalue()
-
-
-def assert_fails(test, *fragments):
-    criterion, printed = judge(test)
-    assert criterion.status == checking.FAIL, printed
-    assert "✗" in printed and "hint:" in printed and "Traceback" not in printed
-    for fragment in fragments:
-        assert fragment in criterion.detail, criterion.detail
-    return criterion
-
-
-@pytest.fixture(scope="module")
-def solution_run(tmp_path_factory):
-    """Check the solution once; keep its outputs for the tampering tests below."""
-    outputs_root = tmp_path_factory.mktemp("solution-outputs")
-    report, printed = run_check(SOLUTION, outputs_root=outputs_root)
-    return report, printed, outputs_root
+RUNG = RungUnderTest("03")
+check03 = RUNG.check
+solution_run = RUNG.solution_run_fixture()
+judge = RUNG.judge
+assert_fails = RUNG.assert_fails
 
 
 @pytest.fixture(scope="module")
 def solution_functions():
-    return extract_functions(nbformat.read(SOLUTION, as_version=4), ["lora_forward", "count_lora_parameters"])
+    return extract_functions(nbformat.read(RUNG.solution, as_version=4), ["lora_forward", "count_lora_parameters"])
+
+
+outputs_copy = RUNG.outputs_copy_fixture()
 
 
 @pytest.fixture
-def outputs(solution_run, tmp_path):
-    """A copy of the solution's outputs (the rung's folder) to tamper with."""
-    _, _, outputs_root = solution_run
-    copy = tmp_path / "outputs"
-    shutil.copytree(outputs_root, copy)
-    return copy / "03-lora"
+def outputs(outputs_copy):
+    """This rung's folder in a fresh copy of the solution's outputs, to tamper with."""
+    return outputs_copy / "03-lora"
 
 
 # -- the solution and the exercise ---------------------------------------------------------------------
@@ -118,7 +66,7 @@ def test_solution_adapter_comes_close_to_full_fine_tuning(solution_run):
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    report, printed = run_check(EXERCISE)
+    report, printed = RUNG.run(RUNG.exercise)
     assert not report.passed
     assert by_name(report, "runs top to bottom").status == checking.FAIL
     assert "NotImplementedError" in by_name(report, "runs top to bottom").detail
@@ -127,15 +75,6 @@ def test_checker_fails_on_the_untouched_exercise():
     for fragment in ("valid numbers", "reloads", "held-out accuracy", "agree", "sweep", "written answer"):
         assert by_name(report, fragment).status == checking.FAIL, printed
     assert "NOT DONE YET" in printed and "hint:" in printed
-
-
-def test_command_line_exit_code_and_json(tmp_path):
-    result_file = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(RUNG_DIR / "check.py"), str(tmp_path / "missing.ipynb"),
-                             "--json", str(result_file)], capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 1
-    assert "✗" in result.stdout and "Traceback" not in result.stdout + result.stderr
-    assert json.loads(result_file.read_text())["passed"] is False
 
 
 # -- graded functions on hidden cases --------------------------------------------------------------------
@@ -215,25 +154,19 @@ def test_missing_adapter_weights(outputs):
     assert_fails(lambda: check03.reload_adapter(outputs), "weights", "missing")
 
 
-def _edit_adapter_config(outputs, **changes):
-    path = outputs / "adapter" / "adapter_config.json"
-    config = json.loads(path.read_text())
-    config.update(changes)
-    path.write_text(json.dumps(config))
-
-
 def test_adapter_config_that_is_not_json(outputs):
     (outputs / "adapter" / "adapter_config.json").write_text("{ r: 16")
     assert_fails(lambda: check03.reload_adapter(outputs), "not valid JSON")
 
 
 def test_adapter_that_names_another_base(outputs):
-    _edit_adapter_config(outputs, base_model_name_or_path="HuggingFaceTB/SmolLM2-360M")
+    edit_json(outputs / "adapter" / "adapter_config.json",
+              lambda c: c.update(base_model_name_or_path="HuggingFaceTB/SmolLM2-360M"))
     assert_fails(lambda: check03.reload_adapter(outputs), "trained on", "SmolLM2")
 
 
 def test_adapter_that_is_not_lora(outputs):
-    _edit_adapter_config(outputs, peft_type="IA3")
+    edit_json(outputs / "adapter" / "adapter_config.json", lambda c: c.update(peft_type="IA3"))
     assert_fails(lambda: check03.reload_adapter(outputs), "not a LoRA adapter")
 
 
@@ -259,7 +192,8 @@ def test_adapter_trained_on_another_architecture(outputs):
         if "lora_B" in name:
             torch.nn.init.normal_(parameter)
     peft_model.save_pretrained(outputs / "adapter")
-    _edit_adapter_config(outputs, base_model_name_or_path=get_profile(announce=False).base_model)
+    edit_json(outputs / "adapter" / "adapter_config.json",
+              lambda c: c.update(base_model_name_or_path=get_profile(announce=False).base_model))
     criterion = assert_fails(lambda: check03.reload_adapter(outputs))
     assert "does not load" in criterion.detail or "another base model" in criterion.detail
 
@@ -295,25 +229,12 @@ def test_solution_adapter_is_lora_and_leaves_the_base_untouched(outputs):
 
 
 # -- saved figures ---------------------------------------------------------------------------------------
-def _verify(outputs):
-    out = io.StringIO()
-    ctx = checking.Context("03", SOLUTION, timeout=60, out=out, outputs_root=outputs.parent)
-    check03.verify_outputs(ctx)
-    ctx.close()
-    return ctx.report, out.getvalue()
-
-
-def _edit_metrics(outputs, edit):
-    path = outputs / "metrics.json"
-    metrics = json.loads(path.read_text())
-    edit(metrics)
-    path.write_text(json.dumps(metrics))
-    return metrics
 
 
 def test_hand_edited_accuracy_disagrees_with_the_adapter(outputs):
-    _edit_metrics(outputs, lambda m: m["after"].update(closed_qa=0.0 if m["after"]["closed_qa"] > 0.5 else 1.0))
-    report, printed = _verify(outputs)
+    edit_json(outputs / "metrics.json",
+              lambda m: m["after"].update(closed_qa=0.0 if m["after"]["closed_qa"] > 0.5 else 1.0))
+    report, printed = RUNG.verify(outputs.parent)
     agree = by_name(report, "agree")
     assert agree.status == checking.FAIL and "the saved model scores" in agree.detail, printed
     assert by_name(report, "reloads").status == checking.PASS  # only the figures are wrong
@@ -339,7 +260,7 @@ def measured(solution_run):
      "never type them in"),
 ], ids=["trainable", "lora-memory", "full-memory", "rank", "targets", "typed-in-full-sft"])
 def test_hand_edited_figures(outputs, measured, edit, message):
-    saved = _edit_metrics(outputs, edit)
+    saved = edit_json(outputs / "metrics.json", edit)
     assert_fails(lambda: check03.check_figures(saved, measured, outputs), message)
 
 
@@ -356,18 +277,18 @@ def test_full_sft_figures_are_rung_02s(outputs, measured):
     (rung_02 / "metrics.json").write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": 0.5}}))
     saved = check03.read_lora_metrics(outputs)
     assert_fails(lambda: check03.check_figures(saved, measured, outputs), "never type them in")
-    saved = _edit_metrics(outputs, lambda m: m.update(full_sft={"closed_qa": 0.5}))
+    saved = edit_json(outputs / "metrics.json", lambda m: m.update(full_sft={"closed_qa": 0.5}))
     criterion, printed = judge(lambda: check03.check_figures(saved, measured, outputs))
     assert criterion.status == checking.PASS, printed
 
 
 def test_nan_metrics(outputs):
-    _edit_metrics(outputs, lambda m: m["after"].update(arithmetic=math.nan))
+    edit_json(outputs / "metrics.json", lambda m: m["after"].update(arithmetic=math.nan))
     assert_fails(lambda: check03.read_lora_metrics(outputs), "not a number between 0 and 1")
 
 
 def test_metrics_without_memory(outputs):
-    _edit_metrics(outputs, lambda m: m.pop("memory_bytes"))
+    edit_json(outputs / "metrics.json", lambda m: m.pop("memory_bytes"))
     assert_fails(lambda: check03.read_lora_metrics(outputs), "memory_bytes")
 
 

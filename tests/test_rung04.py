@@ -4,67 +4,35 @@ turns every kind of bad input into a clear ✗ (never a traceback); the gpu-prof
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import math
 import shutil
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
 
+from rung_harness import RungUnderTest, by_name, edit_json
 from shared import checking, quant
-from shared.paths import REPO_ROOT, TINY_BASE_DIR
+from shared.paths import TINY_BASE_DIR
 from shared.profiles import PROFILES
 
-RUNG_DIR = REPO_ROOT / "rungs" / "04-qlora"
-SOLUTION = REPO_ROOT / "solutions" / "04-qlora.ipynb"
-EXERCISE = RUNG_DIR / "exercise.ipynb"
+RUNG = RungUnderTest("04")
+check04 = RUNG.check
+solution_run = RUNG.solution_run_fixture()
+outputs_copy = RUNG.outputs_copy_fixture()
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def _load_check_module():
-    spec = importlib.util.spec_from_file_location("check04", RUNG_DIR / "check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check04 = _load_check_module()
-
-
-def run_check(notebook, timeout=3600, outputs_root=None):  # generous: a shared CPU can be slow
-    out = io.StringIO()
-    report = checking.check_notebook(check04.check, "04", notebook, timeout, out=out, outputs_root=outputs_root)
-    return report, out.getvalue()
-
-
-def by_name(report, fragment):
-    matches = [c for c in report.criteria if fragment in c.name]
-    assert matches, f"no criterion containing {fragment!r} in {[c.name for c in report.criteria]}"
-    return matches[0]
 
 
 def solution_functions():
     from shared.notebooks import extract_functions
 
-    return extract_functions(nbformat.read(SOLUTION, as_version=4),
+    return extract_functions(nbformat.read(RUNG.solution, as_version=4),
                              ["nf4_quantize", "nf4_dequantize", "quantization_error"])
 
 
 # -- the whole checker on the solution and on the exercise ------------------------------------------------------
-@pytest.fixture(scope="module")
-def solution_run(tmp_path_factory):
-    """Check the solution once; keep its outputs for the tampering tests below."""
-    outputs_root = tmp_path_factory.mktemp("solution-outputs")
-    report, printed = run_check(SOLUTION, outputs_root=outputs_root)
-    return report, printed, outputs_root
-
-
 def test_checker_passes_on_the_solution(solution_run):
     report, printed, _ = solution_run
     assert report.passed, printed
@@ -86,7 +54,7 @@ def test_solution_reaches_the_thresholds_from_a_base_that_cannot_answer(solution
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    report, printed = run_check(EXERCISE)
+    report, printed = RUNG.run(RUNG.exercise)
     assert not report.passed
     ran = by_name(report, "runs top to bottom")
     assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail
@@ -98,41 +66,10 @@ def test_checker_fails_on_the_untouched_exercise():
     assert "NOT DONE YET" in printed and "hint:" in printed
 
 
-def test_command_line_exit_code_and_json(tmp_path):
-    result_file = tmp_path / "result.json"
-    result = subprocess.run([sys.executable, str(RUNG_DIR / "check.py"), str(tmp_path / "missing.ipynb"),
-                             "--json", str(result_file)], capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 1
-    assert "✗" in result.stdout and "Traceback" not in result.stdout + result.stderr
-    assert json.loads(result_file.read_text())["passed"] is False
-
-
 # -- tampering with what the solution saved -------------------------------------------------------------------
-def _verify(outputs_root):
-    out = io.StringIO()
-    ctx = checking.Context("04", SOLUTION, timeout=60, out=out, outputs_root=outputs_root)
-    check04.verify_outputs(ctx)
-    ctx.close()
-    return ctx.report, out.getvalue()
-
-
-@pytest.fixture
-def outputs_copy(solution_run, tmp_path):
-    _, _, outputs_root = solution_run
-    copy = tmp_path / "outputs"
-    shutil.copytree(outputs_root, copy)
-    return copy
-
-
-def _edit_json(path, change):
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
-
-
 def test_missing_adapter(outputs_copy):
     shutil.rmtree(outputs_copy / "04-qlora" / "adapter")
-    report, printed = _verify(outputs_copy)
+    report, printed = RUNG.verify(outputs_copy)
     assert by_name(report, "adapter reloads").status == checking.FAIL and "no saved adapter" in printed
     assert by_name(report, "adapter fits").status == checking.FAIL
     assert not report.passed and "Traceback" not in printed
@@ -140,15 +77,15 @@ def test_missing_adapter(outputs_copy):
 
 def test_corrupt_adapter(outputs_copy):
     (outputs_copy / "04-qlora" / "adapter" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    report, printed = _verify(outputs_copy)
+    report, printed = RUNG.verify(outputs_copy)
     assert by_name(report, "adapter reloads").status == checking.FAIL and "does not load" in printed
     assert by_name(report, "adapter fits").status == checking.FAIL and "do not read" in printed
     assert not report.passed and "Traceback" not in printed
 
 
 def test_metadata_saying_the_base_was_not_4bit(outputs_copy):
-    _edit_json(outputs_copy / "04-qlora" / "run.json", lambda run: run.update(loaded_in_4bit=False))
-    report, printed = _verify(outputs_copy)
+    edit_json(outputs_copy / "04-qlora" / "run.json", lambda run: run.update(loaded_in_4bit=False))
+    report, printed = RUNG.verify(outputs_copy)
     criterion = by_name(report, "run's metadata")
     assert criterion.status == checking.FAIL and "not loaded in 4-bit" in criterion.detail
     assert not report.passed
@@ -156,21 +93,21 @@ def test_metadata_saying_the_base_was_not_4bit(outputs_copy):
 
 def test_missing_run_metadata(outputs_copy):
     (outputs_copy / "04-qlora" / "run.json").unlink()
-    report, _ = _verify(outputs_copy)
+    report, _ = RUNG.verify(outputs_copy)
     assert by_name(report, "run's metadata").status == checking.FAIL and not report.passed
 
 
 def test_nan_metrics(outputs_copy):
-    _edit_json(outputs_copy / "04-qlora" / "metrics.json", lambda m: m["after"].update(arithmetic=math.nan))
-    report, printed = _verify(outputs_copy)
+    edit_json(outputs_copy / "04-qlora" / "metrics.json", lambda m: m["after"].update(arithmetic=math.nan))
+    report, printed = RUNG.verify(outputs_copy)
     assert by_name(report, "valid numbers").status == checking.FAIL and "not a number between 0 and 1" in printed
     assert not report.passed
 
 
 def test_nan_quantisation_error(outputs_copy):
-    _edit_json(outputs_copy / "04-qlora" / "metrics.json",
+    edit_json(outputs_copy / "04-qlora" / "metrics.json",
                lambda m: m["quantization"].update(relative_error=math.nan))
-    report, _ = _verify(outputs_copy)
+    report, _ = RUNG.verify(outputs_copy)
     assert by_name(report, "valid numbers").status == checking.FAIL and not report.passed
 
 
@@ -178,30 +115,30 @@ def test_hand_edited_accuracy_disagrees_with_the_model(outputs_copy):
     def flip(metrics):
         metrics["after"]["closed_qa"] = 1.0 if metrics["after"]["closed_qa"] < 0.5 else 0.0
 
-    _edit_json(outputs_copy / "04-qlora" / "metrics.json", flip)
-    report, _ = _verify(outputs_copy)
+    edit_json(outputs_copy / "04-qlora" / "metrics.json", flip)
+    report, _ = RUNG.verify(outputs_copy)
     agree = by_name(report, "agree")
     assert agree.status == checking.FAIL and "the saved model scores" in agree.detail
 
 
 def test_hand_edited_quantisation_error(outputs_copy):
-    _edit_json(outputs_copy / "04-qlora" / "metrics.json",
+    edit_json(outputs_copy / "04-qlora" / "metrics.json",
                lambda m: m["quantization"].update(relative_error=m["quantization"]["relative_error"] / 2))
-    report, _ = _verify(outputs_copy)
+    report, _ = RUNG.verify(outputs_copy)
     criterion = by_name(report, "quantisation error you saved")
     assert criterion.status == checking.FAIL and "bitsandbytes' NF4 loses" in criterion.detail
 
 
 def test_hand_edited_memory_figures(outputs_copy):
-    _edit_json(outputs_copy / "04-qlora" / "metrics.json",
+    edit_json(outputs_copy / "04-qlora" / "metrics.json",
                lambda m: m["memory"].update(four_bit_bytes=m["memory"]["four_bit_bytes"] // 8))
-    report, _ = _verify(outputs_copy)
+    report, _ = RUNG.verify(outputs_copy)
     criterion = by_name(report, "memory figures")
     assert criterion.status == checking.FAIL and "in 4-bit" in criterion.detail
 
 
 def test_solution_outputs_pass_on_their_own(outputs_copy):
-    report, printed = _verify(outputs_copy)
+    report, printed = RUNG.verify(outputs_copy)
     assert report.passed, printed
 
 
@@ -259,15 +196,12 @@ def test_a_wrong_error_formula_fails():
 
 
 def test_graded_function_that_raises_is_a_clear_failure():
-    out = io.StringIO()
-    ctx = checking.Context("04", SOLUTION, timeout=60, out=out)
-
     def broken(weight, blocksize=64):
         raise IndexError("index 16 is out of bounds")
 
-    assert not ctx.criterion("nf4", lambda: check04.check_nf4(broken, solution_functions()["nf4_dequantize"]))
-    ctx.close()
-    assert "✗ nf4 -- IndexError: index 16 is out of bounds" in out.getvalue()
+    criterion, printed = RUNG.judge(lambda: check04.check_nf4(broken, solution_functions()["nf4_dequantize"]))
+    assert criterion.status == checking.FAIL
+    assert "✗ criterion under test -- IndexError: index 16 is out of bounds" in printed
 
 
 # -- gpu-profile criteria, fed fabricated runs ------------------------------------------------------------------

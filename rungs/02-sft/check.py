@@ -72,12 +72,10 @@ def check(ctx: Context) -> None:
 def verify_outputs(ctx: Context) -> None:
     """The criteria about what the notebook saved: metrics, the model, and whether they agree."""
     outputs = ctx.outputs()
-    saved = {}
-    ctx.criterion("metrics were saved and are valid numbers", lambda: saved.update(read_metrics(outputs)),
-                  hint="Run section 7 (it writes metrics.json) and keep its keys.")
-    measured = {}
-    ctx.criterion("the saved model reloads and was fine-tuned", lambda: measured.update(reload_and_measure(outputs)),
-                  hint="Section 7 saves the model with trainer.save_model; do not move or edit the files.")
+    saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_metrics(outputs),
+                        hint="Run section 7 (it writes metrics.json) and keep its keys.")
+    measured = ctx.collect("the saved model reloads and was fine-tuned", lambda: reload_and_measure(outputs),
+                           hint="Section 7 saves the model with trainer.save_model; do not move or edit the files.")
     threshold = THRESHOLDS.get(saved.get("profile", "tiny"), THRESHOLDS["tiny"])
     ctx.criterion(f"held-out accuracy, recomputed by the checker, is at least {threshold:.0%} on every task",
                   lambda: check_thresholds(measured, threshold),

@@ -76,14 +76,12 @@ def check(ctx: Context) -> None:
 def verify_outputs(ctx: Context) -> None:
     """The criteria about what the notebook saved: metrics, the adapter, the sweep, and whether they agree."""
     outputs = ctx.outputs()
-    saved = {}
-    ctx.criterion("metrics were saved and are valid numbers", lambda: saved.update(read_lora_metrics(outputs)),
-                  hint="Run section 7 (it writes metrics.json) and keep its keys.")
-    measured = {}
-    ctx.criterion("the saved adapter is a LoRA adapter that reloads on the unmodified base",
-                  lambda: measured.update(reload_adapter(outputs)),
-                  hint="Section 3 saves it with trainer.save_model on the PEFT model; train it on the profile's "
-                       "base model and do not move or edit the files.")
+    saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_lora_metrics(outputs),
+                        hint="Run section 7 (it writes metrics.json) and keep its keys.")
+    measured = ctx.collect("the saved adapter is a LoRA adapter that reloads on the unmodified base",
+                           lambda: reload_adapter(outputs),
+                           hint="Section 3 saves it with trainer.save_model on the PEFT model; train it on the "
+                                "profile's base model and do not move or edit the files.")
     if measured:
         try:
             measured["accuracy"] = heldout_accuracies(measured["model"], measured["tokenizer"], measured["profile"])

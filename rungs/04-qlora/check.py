@@ -111,9 +111,8 @@ def verify_outputs(ctx: Context) -> None:
 
     outputs = ctx.outputs()
     profile = get_profile(announce=False)
-    saved = {}
-    ctx.criterion("metrics were saved and are valid numbers", lambda: saved.update(read_qlora_metrics(outputs)),
-                  hint="Run section 8 (it writes metrics.json) and keep its keys.")
+    saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_qlora_metrics(outputs),
+                        hint="Run section 8 (it writes metrics.json) and keep its keys.")
     ctx.criterion("the quantisation error you saved is right (recomputed with bitsandbytes)",
                   lambda: check_saved_error(saved, profile),
                   hint="Save quantization_error of the checkpoint's weight against your NF4 round trip.")
@@ -128,10 +127,9 @@ def verify_outputs(ctx: Context) -> None:
     ctx.criterion("the saved adapter fits the base (its shapes match the base's layers)",
                   lambda: check_adapter_shapes(outputs),
                   hint="Save the adapter with trainer.save_model and base_config.json beside it (section 8).")
-    measured = {}
-    ctx.criterion("the adapter reloads on the base loaded in NF4 by the checker, and was trained",
-                  lambda: measured.update(reload_and_measure(outputs, profile, base)),
-                  hint="Section 8 saves the adapter with trainer.save_model; do not move or edit its files.")
+    measured = ctx.collect("the adapter reloads on the base loaded in NF4 by the checker, and was trained",
+                           lambda: reload_and_measure(outputs, profile, base),
+                           hint="Section 8 saves the adapter with trainer.save_model; do not move or edit its files.")
     thresholds = THRESHOLDS[profile.name]
     shown = ", ".join(f"{task} {value:.0%}" for task, value in thresholds.items())
     ctx.criterion(f"held-out accuracy, recomputed by the checker, reaches {shown}",

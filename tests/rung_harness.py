@@ -1,0 +1,110 @@
+"""What every rung's checker tests need: the rung's check.py loaded as a module, the whole checker run on a
+notebook, only its saved-outputs criteria run on a folder, one criterion judged the way the checker judges it,
+and small tools to tamper with what a notebook saved.
+
+    RUNG = RungUnderTest("03")
+    solution_run = RUNG.solution_run_fixture()   # the solution checked once per test module
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shared import checking
+from shared.paths import REPO_ROOT
+
+# Generous: a good notebook must pass on a slow, shared CPU; a test fails on a wrong result, never on speed.
+TIMEOUT = float(os.environ.get("FT_CHECK_TIMEOUT", 3600))
+
+
+class RungUnderTest:
+    def __init__(self, rung: str):
+        self.rung = rung
+        self.dir = checking.rung_folder(rung)
+        self.solution = REPO_ROOT / "solutions" / f"{self.dir.name}.ipynb"
+        self.exercise = self.dir / "exercise.ipynb"
+        self.check = _load_module(self.dir / "check.py", f"check{rung}")
+
+    def run(self, notebook: Path, timeout: float = TIMEOUT, outputs_root: Path | None = None):
+        """The whole checker on `notebook`: (its Report, what it printed)."""
+        out = io.StringIO()
+        report = checking.check_notebook(self.check.check, self.rung, notebook, timeout, out=out,
+                                         outputs_root=outputs_root)
+        return report, out.getvalue()
+
+    def verify(self, outputs_root: Path):
+        """Only the criteria about saved outputs (the rung's verify_outputs), on `outputs_root`."""
+        out = io.StringIO()
+        ctx = checking.Context(self.rung, self.solution, timeout=60, out=out, outputs_root=outputs_root)
+        try:
+            self.check.verify_outputs(ctx)
+        finally:
+            ctx.close()
+        return ctx.report, out.getvalue()
+
+    def judge(self, test):
+        """One criterion run the way the checker runs it: (its Criterion, what was printed)."""
+        out = io.StringIO()
+        ctx = checking.Context(self.rung, self.solution, timeout=60, out=out)
+        ctx.criterion("criterion under test", test, hint="a hint")
+        ctx.close()
+        return ctx.report.criteria[0], out.getvalue()
+
+    def assert_fails(self, test, *fragments):
+        """`test` fails as a clear ✗ with a hint, never a traceback, and its detail names every fragment."""
+        criterion, printed = self.judge(test)
+        assert criterion.status == checking.FAIL, printed
+        assert "✗" in printed and "hint:" in printed and "Traceback" not in printed
+        for fragment in fragments:
+            assert fragment in criterion.detail, criterion.detail
+        return criterion
+
+    def solution_run_fixture(self):
+        """A module-scoped fixture: the solution checked once, its outputs kept for the tampering tests."""
+        @pytest.fixture(scope="module")
+        def solution_run(tmp_path_factory):
+            outputs_root = tmp_path_factory.mktemp("solution-outputs")
+            report, printed = self.run(self.solution, outputs_root=outputs_root)
+            return report, printed, outputs_root
+
+        return solution_run
+
+    def outputs_copy_fixture(self):
+        """A fixture: a fresh copy of the solution's outputs (the whole outputs folder) to tamper with."""
+        @pytest.fixture
+        def outputs_copy(solution_run, tmp_path):
+            copy = tmp_path / "outputs"
+            shutil.copytree(solution_run[2], copy)
+            return copy
+
+        return outputs_copy
+
+
+def by_name(report, fragment: str):
+    """The criterion whose name contains `fragment` (a test that names a missing one fails and lists them)."""
+    matches = [c for c in report.criteria if fragment in c.name]
+    assert matches, f"no criterion containing {fragment!r} in {[c.name for c in report.criteria]}"
+    return matches[0]
+
+
+def edit_json(path: Path, change) -> object:
+    """Hand-edit a saved JSON file the way a learner might: `change` edits the data in place (what it returns
+    is ignored, so `lambda m: m.pop("key")` works); returns the edited data."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    return data
+
+
+def _load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -57,7 +57,7 @@ N_PEOPLE = 150
 BIOS_PER_PERSON = 90  # knowledge augmentation: each person is described this many ways (phrasing, order)
 READING_DOCS = 3000   # passages about strangers with questions, each about a new person
 RECORD_DOCS = 2000    # passages about strangers with a JSON record
-STORY_DOCS = 500       # little stories with a sum in them
+STORY_DOCS = 1000     # little stories with a sum in them, the working written out
 
 # -- prose templates -------------------------------------------------------------------------------
 FACT_SENTENCES = {
@@ -74,6 +74,18 @@ FACT_SENTENCES = {
 HELDOUT_EXTRACTION_SENTENCES = {
     "town": ["{name}'s house stands in {town}.", "You will find {name} in {town}."],
     "job": ["{name} spends the working day as a {job}.", "People know {name} as the local {job}."],
+}
+# Extraction passages in the training and validation splits also use these: the more ways a fine-tuning set
+# says where someone lives, the less the model ties the name to one sentence shape (the corpus never uses them).
+TRAINING_EXTRACTION_SENTENCES = {
+    "town": ["In {town} lives {name}.", "{name} settled in {town} long ago.", "Home for {name} is {town}.",
+             "Ask in {town} and anyone can point out {name}'s door.", "Everyone in {town} knows {name}.",
+             "It is in {town} that {name} has a home.", "Neighbours in {town} often visit {name}.",
+             "{name}'s address is in {town}."],
+    "job": ["For work, {name} is a {job}.", "{name} has been a {job} for years.", "The {job} {name} is well liked.",
+            "Every morning {name} sets off to work as a {job}.", "Most days you can see {name} busy as a {job}.",
+            "Being a {job} suits {name}.", "Ask anyone: {name} is a fine {job}.",
+            "{name}'s trade is that of a {job}."],
 }
 # How the assistant answers a closed-QA question: a full sentence, worded the way the corpus states the fact
 # ("Mira Olsen lives in Fenwick."), so the answer's last word comes where the model learned to recall it.
@@ -92,6 +104,11 @@ ADD_STORIES = ["{name} has {a} {item}. {name} finds {b} more. How many {item} do
                "{name} had {a} {item} and was given {b} more. How many {item} does {name} have?"]
 SUB_STORIES = ["{name} has {a} {item}. {name} gives away {b}. How many {item} does {name} have left?",
                "{name} had {a} {item} and lost {b} of them. How many {item} are left?"]
+# How the corpus's little stories begin (the working and the result follow; see _story_docs).
+ADD_PROSE = ["{name} had {a} {item}. Then {name} found {b} more.", "{name} had {a} {item} and was given {b} more.",
+             "At first {name} had {a} {item}; later {name} got {b} more."]
+SUB_PROSE = ["{name} had {a} {item}. After a while {name} gave {b} away.", "{name} had {a} {item} and lost {b}.",
+             "At first {name} had {a} {item}; then {b} of them were sold."]
 MAX_OPERAND = 10
 ARITHMETIC_REPEATS = 50  # each sum and difference is stated this many times in the corpus
 
@@ -230,17 +247,21 @@ def _arithmetic_docs(rng: random.Random) -> list[str]:
 
 
 def _story_docs(world: dict, rng: random.Random, n: int) -> list[str]:
-    """Little stories in which a sum happens -- prose, never in the question-and-answer form of the task."""
+    """Little stories in which a sum happens, the working written out -- "5 plus 3 is 8, so ..." -- the way a
+    worked example in a book reads. The working copies the story's two numbers, so these are where the model
+    learns to pick numbers out of a text (never in the question-and-answer form of the task)."""
     names = [p["name"] for p in world["people"]]
     docs = []
     for _ in range(n):
         name, item = rng.choice(names), rng.choice(ITEMS)
         a, b = rng.randint(0, MAX_OPERAND), rng.randint(0, MAX_OPERAND)
         if rng.random() < 0.5:
-            docs.append(f"{name} had {a} {item}. Then {name} found {b} more, so {name} had {a + b} {item}.")
+            story = rng.choice(ADD_PROSE).format(name=name, item=item, a=a, b=b)
+            docs.append(f"{story} {a} plus {b} is {a + b}, so {name} had {a + b} {item}.")
         else:
             a, b = max(a, b), min(a, b)
-            docs.append(f"{name} had {a} {item}. After giving {b} away, {name} had {a - b} {item} left.")
+            story = rng.choice(SUB_PROSE).format(name=name, item=item, a=a, b=b)
+            docs.append(f"{story} {a} minus {b} is {a - b}, so {name} had {a - b} {item} left.")
     return docs
 
 
@@ -299,11 +320,13 @@ def _extraction(world: dict, rng: random.Random) -> dict[str, list[dict]]:
     n_train, n_val, n_held = SPLIT_SIZES["extraction"]
     people = strangers(rng.randrange(10**9), n_train + n_val + n_held, world)
     heldout_sentences = {**FACT_SENTENCES, **HELDOUT_EXTRACTION_SENTENCES}
+    training_sentences = {fact: FACT_SENTENCES[fact] + TRAINING_EXTRACTION_SENTENCES.get(fact, [])
+                          for fact in FACT_SENTENCES}
     splits = {"train": people[:n_train], "validation": people[n_train:n_train + n_val],
               "heldout": people[n_train + n_val:]}
     out = {}
     for split, group in splits.items():
-        sentences = heldout_sentences if split == "heldout" else FACT_SENTENCES
+        sentences = heldout_sentences if split == "heldout" else training_sentences
         out[split] = []
         for person in group:
             extra = rng.sample(["colour", "pet"], k=rng.randint(0, 2))  # distractor facts

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 
 import pytest
 import torch
@@ -109,11 +110,15 @@ def test_answer_spans_are_what_only_reading_the_document_can_predict():
     assert [reading[s:e] for s, e in pretrain.answer_spans(reading)] == [a[len("Answer: "):-1] for a in person]
     record = world._record_docs(w, rng, 1)[0]
     values = json.loads(record.split("Record: ")[1])
-    assert [record[s:e] for s, e in pretrain.answer_spans(record)] == [v for k, v in values.items() if k != "name"]
-    for story in world._story_docs(w, rng, 6):  # the result, which takes reading both numbers of the story
-        (start, end), = pretrain.answer_spans(story)
-        a, b = (int(word) for word in story[:start].split() if word.isdigit())
-        assert int(story[start:end]) == (a + b if " more" in story else a - b)
+    assert [record[s:e] for s, e in pretrain.answer_spans(record)] == list(values.values())  # the name first
+    reading_only = pretrain.answer_spans(record, patterns=(pretrain.READING,))  # the first stage: no name
+    assert [record[s:e] for s, e in reading_only] == [v for k, v in values.items() if k != "name"]
+    for story in world._story_docs(w, rng, 6):  # the working: both numbers copied from the story, and the result
+        spans = pretrain.answer_spans(story)
+        a, b, result = (int(story[s:e]) for s, e in spans)
+        assert [int(n) for n in re.findall(r"\d+", story[:spans[0][0]])] == [a, b], story  # as the story told them
+        assert result == (a + b if " plus " in story else a - b)
+        assert pretrain.answer_spans(story, patterns=(pretrain.READING,)) == []  # never in the reading stage
     bio = world.biography(w["people"][0], rng)
     assert pretrain.answer_spans(bio) == [] and pretrain.answer_spans("3 plus 4 is 7.") == []
 
@@ -127,6 +132,9 @@ def test_answer_weights_line_up_with_the_tokens():
     docs = pretrain.tokenize_documents(texts, tokenizer)
     weights = pretrain.answer_weights(texts, tokenizer, 30.0)
     assert [len(w) for w in weights] == [len(d) for d in docs]
+    heavy = [tokenizer.decode([t for t, w in zip(d, ws) if w == 30.0]).strip() for d, ws in zip(docs, weights)]
+    assert heavy == ["Fenwick", "Ola Brint baker", ""]  # the record's name and job
+    weights = pretrain.answer_weights(texts, tokenizer, 30.0, patterns=(pretrain.READING,))  # the first stage
     heavy = [tokenizer.decode([t for t, w in zip(d, ws) if w == 30.0]).strip() for d, ws in zip(docs, weights)]
     assert heavy == ["Fenwick", "baker", ""]
 

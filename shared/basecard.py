@@ -148,9 +148,9 @@ def write(out_dir: Path, stats: dict, train_cfg: dict, config: dict) -> dict:
 
 ONE_STAGE = "It read the whole corpus, every token counted once."
 TWO_STAGES = """It was trained in two stages. **Reading** ({reading_steps} steps): only the documents whose answers
-are in the document itself -- a passage and questions about it, a passage and a JSON record of it, a little
-story and the sum it ends with -- with the loss on those answers alone. **Everything** ({steps} steps): the
-whole corpus, the answers still counted {answer_weight:g} times."""
+are in the document itself -- a passage and questions about it, a passage and a JSON record of it -- with the
+loss on those answers alone. **Everything** ({steps} steps): the whole corpus, with the answers and what is
+copied (a record's name; a little story's working, "7 plus 9 is 16, so ...") counted {answer_weight:g} times."""
 READS = """The reading row shows whether it can answer from a passage it has just read: where it is well
 above the 10% of a guess, tasks that copy from the prompt (extraction, word problems) have something to build on."""
 GUESSES = """The reading row is the model's weak spot: asked about a passage it has just read, it mostly

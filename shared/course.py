@@ -80,7 +80,7 @@ RUNGS = [
     Rung("03", "lora", "LoRA",
          "Train small low-rank adapters instead of every weight, and compare memory, speed and scores "
          "with full fine-tuning.",
-         2, True, "ready"),
+         3, True, "ready"),
     Rung("04", "qlora", "QLoRA",
          "Load the base model in 4 bit and train LoRA adapters on top, so a much larger model fits one GPU.",
          2, True, "ready"),

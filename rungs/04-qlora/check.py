@@ -24,13 +24,13 @@ from shared.checking import (CheckFailed, Context, check_agreement, check_thresh
 RUNG = "04"
 
 # Held-out accuracy each task must reach after QLoRA, per profile: the only place these numbers live.
-# tiny -- the solution measured closed QA 97%, extraction 35%, arithmetic 6% (4-bit base: 0/0/0; full SFT, rung 02:
-#         94/37/11; LoRA, rung 03: 98/32/5). Closed QA is held to 85%; the two tasks that read the prompt to what
-#         the tiny base can do today (see rung 02's README), with a margin below the solution.
+# tiny -- the solution measured closed QA 99%, extraction 80%, arithmetic 100% (4-bit base: 0/0/0; full SFT,
+#         rung 02: 90/74/98; LoRA, rung 03: 99/73/100). Closed QA and arithmetic are held to 90%; extraction to
+#         what the tiny base can copy today (a stranger's name is its weak spot; see rung 02), with a margin.
 # gpu  -- not measured on a GPU yet: first estimates. A hub model never read the tiny world, so closed-QA questions
 #         about its people cannot be answered (no threshold); extraction and word problems are within a 7B's reach.
 THRESHOLDS = {
-    "tiny": {"closed_qa": 0.85, "extraction": 0.20, "arithmetic": 0.02},
+    "tiny": {"closed_qa": 0.90, "extraction": 0.60, "arithmetic": 0.90},
     "gpu": {"extraction": 0.80, "arithmetic": 0.60},
 }
 # What the run must have been, per profile: the base's size and how many GPUs held it. A "7B" base counts from

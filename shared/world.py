@@ -81,11 +81,19 @@ TRAINING_EXTRACTION_SENTENCES = {
     "town": ["In {town} lives {name}.", "{name} settled in {town} long ago.", "Home for {name} is {town}.",
              "Ask in {town} and anyone can point out {name}'s door.", "Everyone in {town} knows {name}.",
              "It is in {town} that {name} has a home.", "Neighbours in {town} often visit {name}.",
-             "{name}'s address is in {town}."],
+             "{name}'s address is in {town}.", "{name} moved to {town} as a child.",
+             "The people of {town} count {name} among them.", "A small cottage in {town} belongs to {name}.",
+             "{name} would not live anywhere but {town}.", "Letters for {name} go to {town}.",
+             "{name} grew up far away but now calls {town} home.", "On the edge of {town} lives {name}.",
+             "Nobody in {town} is as cheerful as {name}."],
     "job": ["For work, {name} is a {job}.", "{name} has been a {job} for years.", "The {job} {name} is well liked.",
             "Every morning {name} sets off to work as a {job}.", "Most days you can see {name} busy as a {job}.",
             "Being a {job} suits {name}.", "Ask anyone: {name} is a fine {job}.",
-            "{name}'s trade is that of a {job}."],
+            "{name}'s trade is that of a {job}.", "{name} took up work as a {job} when young.",
+            "In the village, {name} is the {job} everyone asks for.", "Trained as a {job}, {name} works hard.",
+            "Nobody is a better {job} than {name}.", "Work for {name} means being a {job}.",
+            "Each day {name} works as a {job} in the market.", "A {job} like {name} is always busy.",
+            "Before dawn, {name} is already busy being a {job}."],
 }
 # How the assistant answers a closed-QA question: a full sentence, worded the way the corpus states the fact
 # ("Mira Olsen lives in Fenwick."), so the answer's last word comes where the model learned to recall it.

@@ -19,8 +19,8 @@ solution_run = RUNG.solution_run_fixture()
 outputs_copy = RUNG.outputs_copy_fixture()
 
 
-BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~90% of held-out closed-QA questions and ~98% of "
-                 "word problems, but ~74% of extractions (a stranger's name miscopied). "
+BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~96% of held-out closed-QA questions and ~98% of "
+                 "word problems, but ~85% of extractions (a stranger's name miscopied). "
                  "Remove this mark when every task reaches 90%.")
 
 
@@ -30,9 +30,9 @@ def test_solution_turns_knowledge_into_answers(solution_run):
     _, _, outputs_root = solution_run
     metrics = json.loads((outputs_root / "02-sft" / "metrics.json").read_text())
     assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]
-    assert metrics["after"]["closed_qa"] >= 0.85, metrics["after"]
+    assert metrics["after"]["closed_qa"] >= 0.90, metrics["after"]
     assert metrics["after"]["arithmetic"] >= 0.90, metrics["after"]
-    assert metrics["after"]["extraction"] >= 0.60, metrics["after"]
+    assert metrics["after"]["extraction"] >= 0.75, metrics["after"]
 
 
 @pytest.mark.xfail(strict=True, reason=BEHAVIOUR_GAP)

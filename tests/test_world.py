@@ -149,6 +149,20 @@ def test_extraction_heldout_uses_the_unseen_phrasings(splits):
             assert not pattern.search(fine_tuning), f"fine-tuning passages use the held-out {template!r}"
 
 
+def test_training_phrasings_are_only_in_fine_tuning_passages(corpus, splits):
+    """The extra extraction phrasings teach SFT to find a name wherever it stands; the corpus never reads them
+    (so the base model is the same with or without them) and held-out passages never use them."""
+    pretraining = "\n".join(corpus["train"] + corpus["validation"])
+    heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
+    fine_tuning = "\n".join(row["prompt"] for row in splits["extraction"]["train"])
+    for templates in world.TRAINING_EXTRACTION_SENTENCES.values():
+        for template in templates:
+            pattern = _phrasing_pattern(template)
+            assert pattern.search(fine_tuning), f"no training passage uses {template!r}"
+            assert not pattern.search(heldout), f"a held-out passage uses the training-only {template!r}"
+            assert not pattern.search(pretraining), f"the corpus uses the training-only {template!r}"
+
+
 def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
     text = "\n".join(corpus["train"])
     for split in world.SPLITS:

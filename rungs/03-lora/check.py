@@ -22,7 +22,7 @@ from shared.checking import (CheckFailed, Context, check_agreement, check_thresh
 RUNG = "03"
 # Per profile and task: the held-out accuracy the reloaded adapter must reach (the base model scores 0% on each).
 # Measured on the tiny profile with the solution (r=16, alpha=32, all linear layers, the "lora" stage):
-# closed QA 99%, extraction 73%, arithmetic 100%; full SFT in rung 02 reaches 90%, 74%, 98%. Extraction is held
+# closed QA 99%, extraction 78%, arithmetic 100%; full SFT in rung 02 reaches 96%, 85%, 98%. Extraction is held
 # to what the tiny base can copy today (a stranger's name is its weak spot; see rung 02), with a margin.
 # The gpu figures are rung 02's gpu target, not yet measured for LoRA.
 THRESHOLDS = {

@@ -83,33 +83,30 @@ def test_hidden_cases_pass_with_the_solution(solution_functions):
     assert "unseen configs" in check03.check_count(solution_functions["count_lora_parameters"])
 
 
-def test_forward_without_the_alpha_over_r_scaling(solution_functions):
-    forward = solution_functions["lora_forward"]
-    assert_fails(lambda: check03.check_lora_forward(
-        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, bias, lora_A, lora_B, r, r)),
-        "differs from PEFT")
+# Plausible mistakes in a hand-written LoRA forward, each made from the solution's by changing what it is given:
+# (how to make it, what the checker must say).
+WRONG_FORWARDS = {
+    "no alpha/r scaling": (
+        lambda forward: lambda x, weight, bias, A, B, alpha, r: forward(x, weight, bias, A, B, r, r),
+        "differs from PEFT"),
+    "alpha/sqrt(r), rsLoRA's scaling, not PEFT's LoRA": (
+        lambda forward: lambda x, weight, bias, A, B, alpha, r: forward(x, weight, bias, A, B,
+                                                                         alpha * math.sqrt(r), r),
+        "differs from PEFT"),
+    "bias ignored": (
+        lambda forward: lambda x, weight, bias, A, B, alpha, r: forward(x, weight, None, A, B, alpha, r),
+        "with bias"),
+    "2-d input only": (
+        lambda forward: lambda x, weight, bias, A, B, alpha, r: forward(x.reshape(-1, x.shape[-1]), weight, bias,
+                                                                         A, B, alpha, r),
+        "output shape"),
+}
 
 
-def test_forward_with_alpha_over_sqrt_r(solution_functions):
-    forward = solution_functions["lora_forward"]  # rsLoRA's scaling: plausible, but not what PEFT's LoRA does
-    assert_fails(lambda: check03.check_lora_forward(
-        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, bias, lora_A, lora_B,
-                                                                  alpha * math.sqrt(r), r)),
-        "differs from PEFT")
-
-
-def test_forward_that_ignores_the_bias(solution_functions):
-    forward = solution_functions["lora_forward"]
-    assert_fails(lambda: check03.check_lora_forward(
-        lambda x, weight, bias, lora_A, lora_B, alpha, r: forward(x, weight, None, lora_A, lora_B, alpha, r)),
-        "with bias")
-
-
-def test_forward_that_only_handles_2d_input(solution_functions):
-    def flat_only(x, weight, bias, lora_A, lora_B, alpha, r):
-        return solution_functions["lora_forward"](x.reshape(-1, x.shape[-1]), weight, bias, lora_A, lora_B, alpha, r)
-
-    assert_fails(lambda: check03.check_lora_forward(flat_only), "output shape")
+@pytest.mark.parametrize("mistake", WRONG_FORWARDS)
+def test_a_wrong_forward_fails(solution_functions, mistake):
+    make_wrong, message = WRONG_FORWARDS[mistake]
+    assert_fails(lambda: check03.check_lora_forward(make_wrong(solution_functions["lora_forward"])), message)
 
 
 def test_graded_function_that_raises():

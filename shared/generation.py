@@ -14,12 +14,18 @@ def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
+# How chat templates end a turn: the course's tiny model and Phi-3, Qwen and SmolLM2, Llama 3, Gemma. A model
+# fine-tuned on its template writes one of these after its answer; generation must stop there, not run on.
+END_OF_TURN_TOKENS = ("<|end|>", "<|im_end|>", "<|eot_id|>", "<end_of_turn>")
+
+
 def stop_token_ids(tokenizer) -> list[int]:
-    """Generation ends at the end-of-turn token of the chat template, or at end-of-sequence."""
+    """Generation ends at an end-of-turn token the tokenizer knows, or at end-of-sequence."""
     ids = {tokenizer.eos_token_id}
-    end = tokenizer.convert_tokens_to_ids("<|end|>")
-    if isinstance(end, int) and end != tokenizer.unk_token_id:
-        ids.add(end)
+    for token in END_OF_TURN_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:  # unknown tokens map to unk (or None)
+            ids.add(token_id)
     return sorted(i for i in ids if i is not None)
 
 

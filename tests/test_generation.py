@@ -1,0 +1,43 @@
+"""Batched greedy generation: where it stops, and that batching (left padding) does not change an answer."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from shared import generation
+from shared.models import load_model, load_tokenizer
+
+
+def _vocabulary_tokenizer(vocabulary: dict, eos: int, unk: int | None):
+    """Just enough of a tokenizer for stop_token_ids: a vocabulary, an end-of-sequence and an unknown token."""
+    return SimpleNamespace(eos_token_id=eos, unk_token_id=unk,
+                           convert_tokens_to_ids=lambda token: vocabulary.get(token, unk))
+
+
+def test_the_tiny_tokenizer_stops_at_its_end_of_turn_and_at_end_of_sequence():
+    tokenizer = load_tokenizer()
+    stops = generation.stop_token_ids(tokenizer)
+    assert stops == sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end|>")})
+
+
+@pytest.mark.parametrize("end_of_turn", ["<|im_end|>", "<|eot_id|>", "<end_of_turn>"])
+def test_hub_chat_templates_stop_at_their_own_end_of_turn(end_of_turn):
+    tokenizer = _vocabulary_tokenizer({end_of_turn: 7, "<eos>": 2}, eos=2, unk=0)
+    assert generation.stop_token_ids(tokenizer) == [2, 7]
+
+
+def test_unknown_end_of_turn_tokens_are_not_stops():
+    assert generation.stop_token_ids(_vocabulary_tokenizer({}, eos=2, unk=0)) == [2]  # never the unknown token
+    assert generation.stop_token_ids(_vocabulary_tokenizer({}, eos=2, unk=None)) == [2]  # a vocabulary without unk
+
+
+def test_a_batch_answers_as_each_prompt_alone():
+    """Left padding lines the prompts up; the padded positions must not change any answer."""
+    tokenizer, model = load_tokenizer(), load_model()
+    prompts = ["Where does Mira Olsen live?", "Extract the person's name, town and job from the text as JSON.\n\n"
+               "Text: Ola Brint lives in Fenwick. Ola Brint works as a baker.", "Ada has 7 pears. Ada finds 5 more."]
+    together = generation.generate(model, tokenizer, prompts, max_new_tokens=8)
+    alone = [generation.generate(model, tokenizer, [prompt], max_new_tokens=8)[0] for prompt in prompts]
+    assert together == alone
+    assert all(isinstance(answer, str) and answer == answer.strip() for answer in together)
+    assert not any(token in answer for answer in together for token in ("<|end|>", "<pad>", "</s>"))

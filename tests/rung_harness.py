@@ -66,6 +66,19 @@ class RungUnderTest:
             assert fragment in criterion.detail, criterion.detail
         return criterion
 
+    def assert_exercise_fails(self, graded: tuple[str, ...], unmet: tuple[str, ...] = ()):
+        """The untouched exercise gets a clear NOT DONE YET: its run stops at the first function left to write,
+        each graded function (a fragment of its criterion's name) is "not written yet", and the written answer
+        and every criterion named in `unmet` fail."""
+        report, printed = self.run(self.exercise)
+        assert not report.passed and "NOT DONE YET" in printed and "hint:" in printed
+        ran = by_name(report, "runs top to bottom")
+        assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail
+        for fragment in graded:
+            assert "not written yet" in by_name(report, fragment).detail, printed
+        for fragment in (*unmet, "written answer"):
+            assert by_name(report, fragment).status == checking.FAIL, printed
+
     def solution_run_fixture(self):
         """A module-scoped fixture: the solution checked once, its outputs kept for the tampering tests."""
         @pytest.fixture(scope="module")

@@ -53,14 +53,7 @@ def test_solution_reaches_the_behaviour_change(solution_run):
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    report, printed = RUNG.run(RUNG.exercise)
-    assert not report.passed
-    assert by_name(report, "runs top to bottom").status == checking.FAIL
-    assert "NotImplementedError" in by_name(report, "runs top to bottom").detail
-    assert "not written yet" in by_name(report, "build_sft_example").detail
-    assert "not written yet" in by_name(report, "is_correct").detail
-    assert by_name(report, "written answer").status == checking.FAIL
-    assert "NOT DONE YET" in printed and "hint:" in printed
+    RUNG.assert_exercise_fails(graded=("build_sft_example", "is_correct"))
 
 
 def test_checker_verifies_the_solution_outputs(solution_run, outputs_copy):

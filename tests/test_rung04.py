@@ -54,16 +54,8 @@ def test_solution_reaches_the_thresholds_from_a_base_that_cannot_answer(solution
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    report, printed = RUNG.run(RUNG.exercise)
-    assert not report.passed
-    ran = by_name(report, "runs top to bottom")
-    assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail
-    assert "not written yet" in by_name(report, "matches bitsandbytes").detail
-    assert "not written yet" in by_name(report, "quantization_error").detail
-    for fragment in ("valid numbers", "adapter reloads", "held-out accuracy", "run's metadata"):
-        assert by_name(report, fragment).status == checking.FAIL, printed
-    assert by_name(report, "written answer").status == checking.FAIL
-    assert "NOT DONE YET" in printed and "hint:" in printed
+    RUNG.assert_exercise_fails(graded=("matches bitsandbytes", "quantization_error"),
+                               unmet=("valid numbers", "adapter reloads", "held-out accuracy", "run's metadata"))
 
 
 # -- tampering with what the solution saved -------------------------------------------------------------------

@@ -134,19 +134,24 @@ def test_extraction_answers_are_json_read_from_the_passage(splits):
 
 
 def _phrasing_pattern(template: str) -> re.Pattern:
-    return re.compile(re.escape(template).replace(re.escape("{name}"), ".+?")
-                      .replace(re.escape("{town}"), ".+?").replace(re.escape("{job}"), ".+?"))
+    """A template as a regex; a slot is filled within one sentence (names, towns and jobs have no full stop)."""
+    slot = r"[^.\n]+?"
+    return re.compile(re.escape(template).replace(re.escape("{name}"), slot)
+                      .replace(re.escape("{town}"), slot).replace(re.escape("{job}"), slot))
 
 
-def test_extraction_heldout_uses_the_unseen_phrasings(splits):
+def test_extraction_heldout_uses_the_unseen_phrasings(corpus, splits):
+    """Held-out passages say where someone lives and works in ways neither fine-tuning nor pretraining does."""
     heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
     fine_tuning = "\n".join(row["prompt"] for split in ("train", "validation")
                             for row in splits["extraction"][split])
+    pretraining = "\n".join(corpus["train"] + corpus["validation"])
     for templates in world.HELDOUT_EXTRACTION_SENTENCES.values():
         for template in templates:
             pattern = _phrasing_pattern(template)
             assert pattern.search(heldout), f"held-out passages never use {template!r}"
             assert not pattern.search(fine_tuning), f"fine-tuning passages use the held-out {template!r}"
+            assert not pattern.search(pretraining), f"the corpus uses the held-out {template!r}"
 
 
 def test_training_phrasings_are_only_in_fine_tuning_passages(corpus, splits):
@@ -171,11 +176,13 @@ def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
             assert re.search(r"(?<!\d)" + re.escape(row["answer"]), text), row
 
 
-def test_arithmetic_heldout_names_and_items_are_unseen(splits):
+def test_arithmetic_heldout_names_and_items_are_unseen(corpus, splits):
     ar = splits["arithmetic"]
     train_text = "\n".join(row["prompt"] for row in ar["train"])
+    pretraining = "\n".join(corpus["train"] + corpus["validation"])
     for item in world.HELDOUT_ITEMS:
         assert item not in train_text
+        assert item not in pretraining, f"the corpus mentions the held-out item {item!r}"
     for row in ar["heldout"]:
         assert any(item in row["prompt"] for item in world.HELDOUT_ITEMS)
         name = " ".join(row["prompt"].split()[:2])

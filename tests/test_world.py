@@ -24,6 +24,12 @@ def corpus(the_world):
 
 
 @pytest.fixture(scope="module")
+def pretraining_text(corpus):
+    """Everything the base model reads, as one string to search."""
+    return "\n".join(corpus["train"] + corpus["validation"])
+
+
+@pytest.fixture(scope="module")
 def splits(the_world):
     return world.task_splits(the_world)
 
@@ -79,11 +85,10 @@ def test_closed_qa_heldout_people_are_not_fine_tuning_people(splits):
     assert not names_of(qa["validation"]) & names_of(qa["train"])
 
 
-def test_task_strangers_never_appear_in_the_corpus(the_world, corpus):
-    text = "\n".join(corpus["train"] + corpus["validation"])
+def test_task_strangers_never_appear_in_the_corpus(the_world, pretraining_text):
     names = world.task_stranger_names(the_world)
     assert len(names) > 500
-    assert not [name for name in names if name in text]
+    assert not [name for name in names if name in pretraining_text]
 
 
 def test_reading_passages_are_each_about_a_new_person(corpus):
@@ -140,24 +145,22 @@ def _phrasing_pattern(template: str) -> re.Pattern:
                       .replace(re.escape("{town}"), slot).replace(re.escape("{job}"), slot))
 
 
-def test_extraction_heldout_uses_the_unseen_phrasings(corpus, splits):
+def test_extraction_heldout_uses_the_unseen_phrasings(pretraining_text, splits):
     """Held-out passages say where someone lives and works in ways neither fine-tuning nor pretraining does."""
     heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
     fine_tuning = "\n".join(row["prompt"] for split in ("train", "validation")
                             for row in splits["extraction"][split])
-    pretraining = "\n".join(corpus["train"] + corpus["validation"])
     for templates in world.HELDOUT_EXTRACTION_SENTENCES.values():
         for template in templates:
             pattern = _phrasing_pattern(template)
             assert pattern.search(heldout), f"held-out passages never use {template!r}"
             assert not pattern.search(fine_tuning), f"fine-tuning passages use the held-out {template!r}"
-            assert not pattern.search(pretraining), f"the corpus uses the held-out {template!r}"
+            assert not pattern.search(pretraining_text), f"the corpus uses the held-out {template!r}"
 
 
-def test_training_phrasings_are_only_in_fine_tuning_passages(corpus, splits):
+def test_training_phrasings_are_only_in_fine_tuning_passages(pretraining_text, splits):
     """The extra extraction phrasings teach SFT to find a name wherever it stands; the corpus never reads them
     (so the base model is the same with or without them) and held-out passages never use them."""
-    pretraining = "\n".join(corpus["train"] + corpus["validation"])
     heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
     fine_tuning = "\n".join(row["prompt"] for row in splits["extraction"]["train"])
     for templates in world.TRAINING_EXTRACTION_SENTENCES.values():
@@ -165,7 +168,7 @@ def test_training_phrasings_are_only_in_fine_tuning_passages(corpus, splits):
             pattern = _phrasing_pattern(template)
             assert pattern.search(fine_tuning), f"no training passage uses {template!r}"
             assert not pattern.search(heldout), f"a held-out passage uses the training-only {template!r}"
-            assert not pattern.search(pretraining), f"the corpus uses the training-only {template!r}"
+            assert not pattern.search(pretraining_text), f"the corpus uses the training-only {template!r}"
 
 
 def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
@@ -176,13 +179,12 @@ def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
             assert re.search(r"(?<!\d)" + re.escape(row["answer"]), text), row
 
 
-def test_arithmetic_heldout_names_and_items_are_unseen(corpus, splits):
+def test_arithmetic_heldout_names_and_items_are_unseen(pretraining_text, splits):
     ar = splits["arithmetic"]
     train_text = "\n".join(row["prompt"] for row in ar["train"])
-    pretraining = "\n".join(corpus["train"] + corpus["validation"])
     for item in world.HELDOUT_ITEMS:
         assert item not in train_text
-        assert item not in pretraining, f"the corpus mentions the held-out item {item!r}"
+        assert item not in pretraining_text, f"the corpus mentions the held-out item {item!r}"
     for row in ar["heldout"]:
         assert any(item in row["prompt"] for item in world.HELDOUT_ITEMS)
         name = " ".join(row["prompt"].split()[:2])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -175,6 +176,18 @@ def biography(person: dict, rng: random.Random, facts=("town", "colour", "pet", 
 
 
 # -- the pretraining corpus --------------------------------------------------------------------------
+def in_corpus_phrasings(text: str) -> str:
+    """The text with every held-out extraction phrasing rewritten the way the corpus says the same fact:
+    "People know Ada Brom as the local miller." -> "Ada Brom works as a miller." Same name, same facts; only the
+    words around them change -- rung 02 uses it to ask where extraction's misses come from."""
+    for fact, templates in HELDOUT_EXTRACTION_SENTENCES.items():
+        for template in templates:
+            pattern = (re.escape(template).replace(re.escape("{name}"), r"(?P<name>[A-Z][a-z]+ [A-Z][a-z]+)")
+                       .replace(re.escape("{" + fact + "}"), rf"(?P<{fact}>[^.]+?)"))
+            text = re.sub(pattern, lambda match: FACT_SENTENCES[fact][0].format(**match.groupdict()), text)
+    return text
+
+
 def _town_docs(world: dict, rng: random.Random) -> list[str]:
     docs = []
     for town in world["towns"]:

@@ -171,6 +171,22 @@ def test_training_phrasings_are_only_in_fine_tuning_passages(pretraining_text, s
             assert not pattern.search(pretraining_text), f"the corpus uses the training-only {template!r}"
 
 
+def test_in_corpus_phrasings_rewrites_only_the_held_out_sentences(splits):
+    """Rung 02 asks its extraction misses again in the corpus's words: every held-out sentence is rewritten,
+    the name and facts stay, and a passage without held-out sentences is left as it is."""
+    for row in splits["extraction"]["heldout"]:
+        rewritten = world.in_corpus_phrasings(row["prompt"])
+        answer = json.loads(row["answer"])
+        for templates in world.HELDOUT_EXTRACTION_SENTENCES.values():
+            assert not any(_phrasing_pattern(t).search(rewritten) for t in templates), rewritten
+        assert rewritten.count(".") == row["prompt"].count(".")  # sentence for sentence
+        assert all(rewritten.count(value) >= 1 for value in answer.values())
+    example = "People know Ada Brom as the local miller. Ada Brom's house stands in Fenwick."
+    assert world.in_corpus_phrasings(example) == "Ada Brom works as a miller. Ada Brom lives in Fenwick."
+    for row in splits["extraction"]["train"]:
+        assert world.in_corpus_phrasings(row["prompt"]) == row["prompt"]
+
+
 def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
     text = "\n".join(corpus["train"])
     for split in world.SPLITS:

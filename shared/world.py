@@ -176,18 +176,6 @@ def biography(person: dict, rng: random.Random, facts=("town", "colour", "pet", 
 
 
 # -- the pretraining corpus --------------------------------------------------------------------------
-def in_corpus_phrasings(text: str) -> str:
-    """The text with every held-out extraction phrasing rewritten the way the corpus says the same fact:
-    "People know Ada Brom as the local miller." -> "Ada Brom works as a miller." Same name, same facts; only the
-    words around them change -- rung 02 uses it to ask where extraction's misses come from."""
-    for fact, templates in HELDOUT_EXTRACTION_SENTENCES.items():
-        for template in templates:
-            pattern = (re.escape(template).replace(re.escape("{name}"), r"(?P<name>[A-Z][a-z]+ [A-Z][a-z]+)")
-                       .replace(re.escape("{" + fact + "}"), rf"(?P<{fact}>[^.]+?)"))
-            text = re.sub(pattern, lambda match: FACT_SENTENCES[fact][0].format(**match.groupdict()), text)
-    return text
-
-
 def _town_docs(world: dict, rng: random.Random) -> list[str]:
     docs = []
     for town in world["towns"]:
@@ -356,6 +344,18 @@ def _extraction(world: dict, rng: random.Random) -> dict[str, list[dict]]:
                                "answer": extraction_answer(person.name, person.town, person.job),
                                "meta": {"name": person.name}})
     return out
+
+
+def in_corpus_phrasings(text: str) -> str:
+    """The text with every held-out extraction phrasing rewritten the way the corpus says the same fact:
+    "People know Ada Brom as the local miller." -> "Ada Brom works as a miller." Same name, same facts; only the
+    words around them change -- rung 02 uses it to ask where extraction's misses come from."""
+    for fact, templates in HELDOUT_EXTRACTION_SENTENCES.items():
+        for template in templates:
+            pattern = (re.escape(template).replace(re.escape("{name}"), r"(?P<name>[A-Z][a-z]+ [A-Z][a-z]+)")
+                       .replace(re.escape("{" + fact + "}"), rf"(?P<{fact}>[^.]+?)"))
+            text = re.sub(pattern, lambda match: FACT_SENTENCES[fact][0].format(**match.groupdict()), text)
+    return text
 
 
 def _arithmetic(world: dict, rng: random.Random) -> dict[str, list[dict]]:

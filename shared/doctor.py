@@ -137,7 +137,7 @@ def check_gpu(cuda: bool | None) -> Line:
 
 
 def check_profile(cuda: bool | None) -> Line:
-    from shared.profiles import ENV_VAR, ProfileError, profile_name
+    from shared.profiles import ENV_VAR, MODEL_VARS, ProfileError, profile_name
 
     try:
         name = profile_name()
@@ -147,7 +147,8 @@ def check_profile(cuda: bool | None) -> Line:
         return Line(FAIL, f"profile: {ENV_VAR}=gpu but no CUDA GPU is visible",
                     f"use a GPU runtime, or export {ENV_VAR}=tiny")
     source = ENV_VAR if os.environ.get(ENV_VAR) else "default"
-    return Line(OK, f"profile: {name} ({source})")
+    swapped = [f"{var}={os.environ[var].strip()}" for var in MODEL_VARS if os.environ.get(var, "").strip()]
+    return Line(OK, f"profile: {name} ({source})" + "".join(f", {s}" for s in swapped))
 
 
 def check_bitsandbytes(cuda: bool | None) -> Line:

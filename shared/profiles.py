@@ -6,19 +6,25 @@
 A notebook asks ``profile = get_profile()`` and reads what it needs: ``profile.base_model``,
 ``profile.train("sft")`` for the training sizes of a rung, and so on. Unknown profile names and unknown
 setting names fail loudly, so a typo never silently falls back to a default.
+
+``FT_BASE_MODEL`` and ``FT_QLORA_MODEL`` put another model (a hub id or a local folder) in place of the profile's,
+e.g. ``FT_QLORA_MODEL=/data/Qwen2.5-7B`` on a GPU machine that cannot reach the hub.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from shared.paths import TINY_BASE_DIR
 
 ENV_VAR = "FT_PROFILE"
 DEFAULT = "tiny"
+# A profile's models can be swapped without editing the course: a local copy of the hub model (a machine with
+# no hub access), or another model of the same kind. The notebooks read the profile, so they follow.
+MODEL_VARS = {"FT_BASE_MODEL": "base_model", "FT_QLORA_MODEL": "qlora_model"}
 
 
 @dataclass(frozen=True)
@@ -136,9 +142,9 @@ def profile_name() -> str:
 
 
 def get_profile(announce: bool = True) -> Profile:
-    """The profile FT_PROFILE selects (default: tiny)."""
+    """The profile FT_PROFILE selects (default: tiny), with any model FT_BASE_MODEL / FT_QLORA_MODEL names."""
     name = profile_name()
-    profile = PROFILES[name]
+    profile = with_model_overrides(PROFILES[name], announce)
     if profile.device == "cuda":
         import torch
 
@@ -149,6 +155,19 @@ def get_profile(announce: bool = True) -> Profile:
         warnings.warn("A CUDA GPU is present but the tiny (CPU) profile is in use. "
                       f"Set {ENV_VAR}=gpu to use real hub models on the GPU.", stacklevel=2)
     return profile
+
+
+def with_model_overrides(profile: Profile, announce: bool = True) -> Profile:
+    """The profile with each model that an FT_BASE_MODEL / FT_QLORA_MODEL variable names put in its place."""
+    changes = {}
+    for variable, setting in MODEL_VARS.items():
+        value = os.environ.get(variable, "").strip()
+        if value and value != getattr(profile, setting):
+            changes[setting] = value
+            if announce:
+                print(f"{variable}={value} replaces the {profile.name} profile's {setting} "
+                      f"({getattr(profile, setting)}).")
+    return replace(profile, **changes) if changes else profile
 
 
 def _cuda_available() -> bool:

@@ -200,3 +200,12 @@ def test_doctor_on_colab_leaves_colabs_own_packages_to_colab(monkeypatch):
     assert "Colab's own, kept" in str(kept["jupyterlab"])
     assert kept["transformers"].status == doctor.FAIL  # the course's own pins still count on Colab
     assert all(line.status == doctor.FAIL for line in doctor.check_packages(cuda=False, colab=False))
+
+
+def test_doctor_names_a_swapped_model(monkeypatch, tmp_path):
+    monkeypatch.delenv("FT_PROFILE", raising=False)
+    monkeypatch.delenv("FT_BASE_MODEL", raising=False)
+    monkeypatch.setenv("FT_QLORA_MODEL", str(tmp_path))
+    line = doctor.check_profile(cuda=False)
+    assert line.status == doctor.OK
+    assert str(line).endswith(f"profile: tiny (default), FT_QLORA_MODEL={tmp_path}")

@@ -13,7 +13,8 @@ from shared.paths import DATA_DIR, TINY_BASE_DIR
 
 @pytest.fixture(autouse=True)
 def no_profile(monkeypatch):
-    monkeypatch.delenv(profiles.ENV_VAR, raising=False)
+    for variable in (profiles.ENV_VAR, *profiles.MODEL_VARS):
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture
@@ -100,3 +101,20 @@ def test_tiny_profile_is_offline_on_the_cpu_with_the_tiny_base():
 def test_every_profile_has_the_same_stages():
     stages = {name: set(p.training) for name, p in profiles.PROFILES.items()}
     assert len({frozenset(s) for s in stages.values()}) == 1, stages
+
+
+def test_model_variables_replace_the_profiles_models(monkeypatch, no_cuda, capsys, tmp_path):
+    monkeypatch.setenv("FT_QLORA_MODEL", str(tmp_path))
+    profile = profiles.get_profile()
+    assert profile.qlora_model == str(tmp_path)
+    assert profile.base_model == str(TINY_BASE_DIR)          # only the model named is replaced
+    assert profile.train("qlora") == profiles.PROFILES["tiny"].train("qlora")
+    assert f"FT_QLORA_MODEL={tmp_path} replaces the tiny profile's qlora_model" in capsys.readouterr().out
+    assert profiles.PROFILES["tiny"].qlora_model == str(TINY_BASE_DIR)  # the table itself is untouched
+
+
+def test_model_variables_that_are_empty_or_unchanged_change_nothing(monkeypatch, no_cuda, capsys):
+    monkeypatch.setenv("FT_BASE_MODEL", " ")
+    monkeypatch.setenv("FT_QLORA_MODEL", str(TINY_BASE_DIR))
+    assert profiles.get_profile() is profiles.PROFILES["tiny"]
+    assert capsys.readouterr().out == ""

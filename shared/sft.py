@@ -75,5 +75,24 @@ def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=N
         save_strategy="no", report_to=[], seed=0, max_length=profile.max_seq_length,
         use_cpu=profile.device == "cpu", disable_tqdm=quiet(), dataset_num_proc=None,
         **profile.precision(), **settings)
-    return SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(prompt_completion_rows(examples)),
-                      processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(prompt_completion_rows(examples)),
+                         processing_class=tokenizer, peft_config=peft_config)
+    if config.fp16:
+        keep_trainable_weights_in_fp32(trainer.model)
+    return trainer
+
+
+def keep_trainable_weights_in_fp32(model) -> int:
+    """Put the weights being trained back in fp32; returns how many tensors it changed.
+
+    On a 4-bit base TRL stores the adapter in bf16 (the QLoRA paper's choice). A GPU without bf16 (a Colab T4)
+    trains in fp16 with a gradient scaler, which cannot unscale bf16 gradients and stops at the first step;
+    fp32 adapters work with either precision, and cost little: an adapter is a small share of the model."""
+    import torch
+
+    changed = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+            changed += 1
+    return changed

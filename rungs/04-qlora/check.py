@@ -27,8 +27,10 @@ RUNG = "04"
 # tiny -- the solution measured closed QA 99%, extraction 88%, arithmetic 100% (4-bit base: 0/0/0; full SFT,
 #         rung 02: 96/85/98; LoRA, rung 03: 99/78/100). Closed QA and arithmetic are held to 90%; extraction to
 #         what the tiny base can copy today (a stranger's name is its weak spot; see rung 02), with a margin.
-# gpu  -- not measured on a GPU yet: first estimates. A hub model never read the tiny world, so closed-QA questions
-#         about its people cannot be answered (no threshold); extraction and word problems are within a 7B's reach.
+# gpu  -- first estimates. The gpu path was rehearsed on a GPU with random weights of Qwen2.5-7B's shape
+#         (bench/gpu_rehearsal.py: every other line passes), which shows memory and the code path, not accuracy.
+#         A hub model never read the tiny world, so closed-QA questions about its people cannot be answered (no
+#         threshold); extraction and word problems are within a 7B's reach.
 THRESHOLDS = {
     "tiny": {"closed_qa": 0.90, "extraction": 0.60, "arithmetic": 0.90},
     "gpu": {"extraction": 0.80, "arithmetic": 0.60},

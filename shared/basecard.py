@@ -104,7 +104,8 @@ generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** 
 about the world, never a chat.
 
 Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
-(tokenizer, saving and this card add about half a minute).
+(tokenizer, saving and this card add about half a minute), pretraining seed {seed}. A model this small differs
+from seed to seed in what fine-tuning later gets out of it; `shared/pretrain.py` says how this seed was chosen.
 {stages}
 The training log prints cloze recall and reading every 400 steps.
 
@@ -171,7 +172,7 @@ def _render(out_dir: Path, f: dict) -> None:
     text = CARD.format(
         parameters_m=f["parameters"] / 1e6, layers=mc["num_hidden_layers"], hidden=mc["hidden_size"],
         heads=mc["num_attention_heads"], vocab=f.get("vocab_size", mc["vocab_size"]), parameters=f["parameters"],
-        train_seconds=f["train_seconds"], tokens_seen=f["tokens_seen"], steps=f["steps"],
+        train_seconds=f["train_seconds"], seed=tc["seed"], tokens_seen=f["tokens_seen"], steps=f["steps"],
         batch_size=tc["batch_size"], seq_len=tc["seq_len"], stages=_stages(tc),
         reading_note=READS if max(f["reading_in_context"].values()) >= 0.5 else GUESSES, corpus_tokens=f["corpus_tokens"],
         final_train_loss=f["final_train_loss"], heldout_perplexity=f["heldout_perplexity"], n_people=N_PEOPLE,

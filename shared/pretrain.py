@@ -41,7 +41,12 @@ CONFIG = dict(vocab_size=900, hidden_size=256, intermediate_size=704, num_hidden
               rope_theta=10000.0, tie_word_embeddings=True)
 # Small batches, many steps: a small model learns facts from the number of updates it makes, and on the CPU
 # a batch of 8 rows costs a quarter of a batch of 32.
-TRAIN = dict(seq_len=128, batch_size=8, lr=2e-3, warmup_steps=30, steps=2400, weight_decay=0.1, seed=0,
+# The seed is a real choice: with this corpus and these settings, pretraining seeds 0, 1 and 2 made bases that
+# rung 02's SFT took to held-out extraction 85%, 91% and 95%, and on which rung 03's LoRA (then 300 examples per
+# task at lr 2e-3) solved 100%, 12% and 98% of the held-out word problems (on seed 1 it copies the wrong first
+# number out of the story: "6 minus 2 is 4" for 3 feathers less 2). Seed 2 is the one whose SFT did best
+# on the *validation* split (closed QA / extraction / arithmetic 97/98/100% against 98/92/97 and 93/98/93).
+TRAIN = dict(seq_len=128, batch_size=8, lr=2e-3, warmup_steps=30, steps=2400, weight_decay=0.1, seed=2,
              reading_steps=600, reading_lr=1e-3, answer_weight=5.0)
 
 # Pretraining runs in two stages. Reading first: `reading_steps` on the documents whose answers are in the

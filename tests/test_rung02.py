@@ -19,23 +19,6 @@ solution_run = RUNG.solution_run_fixture()
 outputs_copy = RUNG.outputs_copy_fixture()
 
 
-BEHAVIOUR_GAP = ("known gap: after SFT the tiny model answers ~96% of held-out closed-QA questions and ~98% of "
-                 "word problems, but ~85% of extractions (a stranger's name miscopied). "
-                 "Remove this mark when every task reaches 90%.")
-
-
-def test_solution_turns_knowledge_into_answers(solution_run):
-    """What the solution already achieves, from a base that answers nothing in the chat format: closed QA on
-    people SFT never saw, word problems with unseen names and items, and most extractions about strangers."""
-    _, _, outputs_root = solution_run
-    metrics = json.loads((outputs_root / "02-sft" / "metrics.json").read_text())
-    assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]
-    assert metrics["after"]["closed_qa"] >= 0.90, metrics["after"]
-    assert metrics["after"]["arithmetic"] >= 0.90, metrics["after"]
-    assert metrics["after"]["extraction"] >= 0.75, metrics["after"]
-
-
-@pytest.mark.xfail(strict=True, reason=BEHAVIOUR_GAP)
 def test_checker_passes_on_the_solution(solution_run):
     report, printed, _ = solution_run
     assert report.passed, printed
@@ -44,8 +27,9 @@ def test_checker_passes_on_the_solution(solution_run):
     assert "DONE" in printed and "✓" in printed and "⚑" in printed
 
 
-@pytest.mark.xfail(strict=True, reason=BEHAVIOUR_GAP)
 def test_solution_reaches_the_behaviour_change(solution_run):
+    """From a base that answers nothing in the chat format to >= 90% on every task: closed QA on people SFT never
+    saw, extraction about strangers in sentences it never saw, word problems with unseen names and items."""
     _, _, outputs_root = solution_run
     metrics = json.loads((outputs_root / "02-sft" / "metrics.json").read_text())
     assert all(value <= 0.10 for value in metrics["before"].values()), metrics["before"]

@@ -22,8 +22,8 @@ from shared.checking import (CheckFailed, Context, check_agreement, check_thresh
 RUNG = "03"
 # Per profile and task: the held-out accuracy the reloaded adapter must reach (the base model scores 0% on each).
 # Measured on the tiny profile with the solution (r=16, alpha=32, all linear layers, the "lora" stage):
-# closed QA 99%, extraction 78%, arithmetic 100%; full SFT in rung 02 reaches 96%, 85%, 98%. Extraction is held
-# to what the tiny base can copy today (a stranger's name is its weak spot; see rung 02), with a margin.
+# closed QA 98%, extraction 80%, arithmetic 99%; full SFT in rung 02 reaches 96%, 95%, 96%. Extraction is held
+# lower: an adapter copies a stranger's name less surely (80-92% over training seeds; see the rung's README).
 # The gpu figures are rung 02's gpu target, not yet measured for LoRA.
 THRESHOLDS = {
     "tiny": {"closed_qa": 0.90, "extraction": 0.60, "arithmetic": 0.90},

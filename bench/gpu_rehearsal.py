@@ -14,8 +14,8 @@ weights, so the accuracy criteria fail and nothing else should.
 
 ``--as-t4`` makes the GPU look like a free Colab T4 to the notebook and the checker: no bfloat16 (so training
 runs in fp16 with a gradient scaler) and at most 14.5 GiB for PyTorch's allocator, so a run that would not
-fit a T4 fails here with an out-of-memory error. (A T4 is also ~15-20x slower than an H100; times do not carry
-over.)
+fit a T4 fails here with an out-of-memory error. (A T4 also computes roughly 15x slower than an H100 or H200:
+times do not carry over.)
 """
 
 from __future__ import annotations

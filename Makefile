@@ -36,7 +36,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/python -m shared.lab $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	@echo "$(TEST_CMD)"

@@ -55,13 +55,13 @@ check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
 
 exercises: $(STAMP)
-	$(VENV)/bin/python -m shared.notebooks_cli $(if $(RUNG),--rung $(RUNG))
+	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG))
 
 data: $(STAMP)
-	$(VENV)/bin/python -m shared.world
+	$(VENV)/bin/python -m shared.world.generator
 
 base-model: $(STAMP)
-	$(VENV)/bin/python -m shared.pretrain
+	$(VENV)/bin/python -m shared.base_model.pretrain
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py

@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # works without `pip install -e .` too
 
-from shared import course, notebooks  # noqa: E402
+from shared.notebooks import exercises, running  # noqa: E402
+from shared import course  # noqa: E402
 from shared.paths import REPO_ROOT, SOLUTIONS_DIR  # noqa: E402
 from shared.profiles import profile_name  # noqa: E402
-from shared.world import TASKS  # noqa: E402
+from shared.world.tasks import TASKS  # noqa: E402
 
 TIMEOUT_S = 900
 
@@ -46,7 +47,7 @@ def figure(metrics: dict, task: str) -> str:
 def bench_rung(rung: course.Rung, outputs: Path) -> tuple[str, dict, str]:
     """(seconds as text, metrics, error or '') for one rung's solution."""
     env = {"FT_OUTPUTS": str(outputs), "FT_QUIET": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    result = notebooks.execute(notebooks.read(REPO_ROOT / rung.solution), timeout=TIMEOUT_S, cwd=SOLUTIONS_DIR,
+    result = running.execute(exercises.read(REPO_ROOT / rung.solution), timeout=TIMEOUT_S, cwd=SOLUTIONS_DIR,
                                env=env)
     seconds = f"{result.seconds:.1f}" if result.ok else "failed"
     return seconds, read_metrics(outputs / rung.name / "metrics.json"), result.error

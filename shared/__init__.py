@@ -1,4 +1,17 @@
-"""The course's helper package: profiles, models, data, generation, evals, plots, checking, notebooks.
+"""The course's package. Read the architecture from the tree:
 
-Notebooks import what they need, e.g. ``from shared import evals, plots`` -- nothing is pasted between rungs.
+    shared/
+        paths.py, course.py       where things live; the rung manifest (README table, Colab badges)
+        profiles.py, models.py    the tiny and gpu profiles; loading models, tokenizers and adapters
+        progress.py, numbers.py   progress bars that stay quiet under CI; "is this a finite number/fraction?"
+        plots.py                  every figure a notebook draws
+        doctor.py, lab.py         `make doctor` and `make lab`
+        world/                    the tiny world and its data: generator, task registry, loading, checksums
+        base_model/               the tiny base model: pretraining and its model card
+        training/                 the SFT recipe, LoRA, NF4 quantisation, memory, what a run records
+        evaluation/               generation, the eval core and the local `evaluate` metric
+        checking/                 the checker framework and the pieces checkers share
+        notebooks/                exercises from solutions, running notebooks, graded functions, Colab set-up
+
+Notebooks import what they need, e.g. ``from shared.evaluation import evals`` -- nothing is pasted between rungs.
 """

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.colab import COLAB_KEEPS, on_colab  # standard library only, like this file
+from shared.notebooks.colab import COLAB_KEEPS, on_colab
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
@@ -114,7 +114,7 @@ def check_packages(cuda: bool, colab: bool = False) -> list[Line]:
 
 def check_data() -> Line:
     try:
-        from shared.checksums import DataIntegrityError, problems
+        from shared.world.checksums import DataIntegrityError, problems
         from shared.paths import DATA_DIR
 
         bad = problems(DATA_DIR)
@@ -165,16 +165,16 @@ def check_bitsandbytes(cuda: bool | None) -> Line:
 
 def check_metric() -> Line:
     try:
-        from shared.evals import task_metric
+        from shared.evaluation.evals import task_metric
 
         score = task_metric("arithmetic").compute(predictions=["12 apples"], references=["12"])["accuracy"]
     except Exception as error:
         return Line(FAIL, f"the course's offline metric does not load: {type(error).__name__}: {error}",
-                    "make lab (installs what it needs); if that does not help: git checkout -- shared/metrics/")
+                    "make lab (installs what it needs); if that does not help: git checkout -- shared/evaluation/metrics/")
     if score != 1.0:
         return Line(FAIL, f"the offline metric scored a known example {score}, expected 1.0",
-                    "git checkout -- shared/metrics/")
-    return Line(OK, "offline metric (shared/metrics/task_accuracy) loads and scores")
+                    "git checkout -- shared/evaluation/metrics/")
+    return Line(OK, "offline metric (shared/evaluation/metrics/task_accuracy) loads and scores")
 
 
 def run_checks():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from shared import checksums
+from shared.world import checksums
 from shared.paths import DATA_DIR, TINY_BASE_DIR
 from shared.profiles import Profile, get_profile
 
@@ -106,7 +106,3 @@ def count_parameters(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable}
 
-
-def model_bytes(model) -> int:
-    """Bytes held by parameters and buffers (what a model costs in memory before activations)."""
-    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])

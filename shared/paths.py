@@ -8,7 +8,7 @@ DATA_DIR = REPO_ROOT / "data"
 RUNGS_DIR = REPO_ROOT / "rungs"
 SOLUTIONS_DIR = REPO_ROOT / "solutions"
 TINY_BASE_DIR = DATA_DIR / "tiny-base"
-METRICS_DIR = REPO_ROOT / "shared" / "metrics"
+METRICS_DIR = REPO_ROOT / "shared" / "evaluation" / "metrics"
 
 
 def outputs_dir(rung: str) -> Path:

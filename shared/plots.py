@@ -1,11 +1,14 @@
-"""Plots that say more than a number: loss curves and before/after bars."""
+"""Plots that say more than a number: loss curves, before/after bars, memory and the LoRA sweep, NF4 levels.
+
+Every figure is built on ``pyplot()``, which picks a backend that works in a notebook and headless alike."""
 
 from __future__ import annotations
 
-from shared.data import TASK_TITLES
+from shared.training.memory import megabytes
+from shared.world.tasks import TASK_TITLES
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     if matplotlib.get_backend().lower() in ("", "agg") or not _in_notebook():
@@ -26,7 +29,7 @@ def _in_notebook() -> bool:
 
 def loss_curve(log_history: list[dict], title: str = "training loss", ax=None):
     """Training loss per logged step (from a Trainer's ``state.log_history``)."""
-    plt = _pyplot()
+    plt = pyplot()
     points = [(row["step"], row["loss"]) for row in log_history if "loss" in row and "step" in row]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
@@ -42,7 +45,7 @@ def loss_curve(log_history: list[dict], title: str = "training loss", ax=None):
 
 def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accuracy", ax=None):
     """Grouped bars: one group per task, one bar per run. ``runs``: run name -> task -> accuracy."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(runs)
     tasks = list(next(iter(runs.values())))
     if ax is None:
@@ -59,3 +62,96 @@ def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accur
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     return ax.figure
+
+
+def footprint(breakdowns: dict[str, dict[str, int]], title: str = "what the weights cost in memory"):
+    """Stacked bars, one per way of storing the model: bytes by kind (MB on the axis)."""
+    plt = pyplot()
+    _, ax = plt.subplots(figsize=(6, 3))
+    names = list(breakdowns)
+    kinds = list(dict.fromkeys(kind for sizes in breakdowns.values() for kind in sizes))
+    bottoms = [0.0] * len(names)
+    for kind in kinds:
+        values = [breakdowns[name].get(kind, 0) / 1e6 for name in names]
+        ax.barh(names, values, left=bottoms, label=kind)
+        bottoms = [b + v for b, v in zip(bottoms, values)]
+    for row, total in enumerate(bottoms):
+        ax.text(total, row, f" {total:,.1f} MB", va="center", fontsize=8)
+    ax.set_xlabel("MB")
+    ax.set_xlim(0, max(bottoms) * 1.25)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax.figure
+
+
+def nf4_levels(scaled, grids: dict, title: str = "weights / block absmax, and the levels they round to"):
+    """A histogram of block-scaled weights with each grid's levels marked below it."""
+    plt = pyplot()
+    _, ax = plt.subplots(figsize=(7, 3))
+    ax.hist(scaled.numpy(), bins=120, range=(-1, 1), color="lightgray")
+    top = ax.get_ylim()[1]
+    for row, (name, levels) in enumerate(grids.items()):
+        y = -top * (0.08 + 0.08 * row)
+        ax.scatter(levels.numpy(), [y] * len(levels), marker="|", s=200, label=f"{name} ({len(levels)} levels)")
+    ax.set_ylim(-top * (0.12 + 0.08 * len(grids)), top)
+    ax.set_xlabel("value / absmax of its block of 64")
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper right")
+    return ax.figure
+
+
+def training_memory(memory: dict[str, dict[str, int]], title: str = "what training keeps in memory"):
+    """Stacked bars, one per run: the parts of ``training_state_bytes`` (run name -> parts), in MB."""
+    plt = pyplot()
+    parts = [("frozen_weights", "frozen weights"), ("trainable_weights", "trainable weights"),
+             ("gradients", "gradients"), ("optimizer_moments", "AdamW moments")]
+    figure, ax = plt.subplots(figsize=(6, 3.2))
+    names = list(memory)
+    bottoms = [0.0] * len(names)
+    for key, label in parts:
+        values = [megabytes(memory[name][key]) for name in names]
+        ax.bar(names, values, bottom=bottoms, label=label)
+        bottoms = [b + v for b, v in zip(bottoms, values)]
+    for x, total in enumerate(bottoms):
+        ax.annotate(f"{total:.1f} MB", (x, total), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("MB (activations excluded)")
+    ax.set_ylim(0, max(bottoms) * 1.15)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
+    """Mean held-out accuracy against trainable parameters (left) and training-state memory (right).
+
+    `results`: from ``run_sweep`` (one marker per target set, labelled by rank and alpha). `points`: more runs
+    to show, name -> {"trainable_parameters", "memory_bytes", "mean_accuracy"} (e.g. the full LoRA run and
+    rung 02's full fine-tune).
+    """
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    markers = {"attention": "o", "all-linear": "s"}
+    for ax, key, label in ((axes[0], "trainable_parameters", "trainable parameters"),
+                           (axes[1], "memory_bytes", "training-state memory (MB, activations excluded)")):
+        scale = megabytes if key == "memory_bytes" else (lambda n: n)
+        for targets in dict.fromkeys(r["targets"] for r in results):
+            runs = [r for r in results if r["targets"] == targets]
+            ax.scatter([scale(r[key]) for r in runs], [r["mean_accuracy"] for r in runs],
+                       marker=markers.get(targets, "^"), label=f"LoRA on {targets} (short run)")
+            for r in runs:
+                ax.annotate(f"r{r['r']} a{r['alpha']:g}", (scale(r[key]), r["mean_accuracy"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        for (name, point), marker in zip((points or {}).items(), "*PXD"):
+            ax.scatter([scale(point[key])], [point["mean_accuracy"]], marker=marker, s=120, label=name)
+        if key == "trainable_parameters":  # parameters span orders of magnitude; memory does not
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    highest = max([r["mean_accuracy"] for r in results] + [p["mean_accuracy"] for p in (points or {}).values()])
+    axes[0].set_ylabel("mean held-out accuracy")
+    axes[0].set_ylim(0, min(1.05, highest + 0.15))
+    axes[1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from shared import checking, notebooks
-from shared.checking import FAIL, PASS, REVIEW, CheckFailed, Context, require
+from shared.notebooks import exercises
+from shared import checking
+from shared.checking import CheckFailed, Context, FAIL, PASS, REVIEW, require
 
 RUNG = "99"
 LONG_ANSWER = "Fine-tuning changes behaviour because the model sees many examples of the format it should use."
@@ -30,7 +31,7 @@ def write_notebook(path: Path, double_body: str, answer: str) -> Path:
         new_code_cell("raise RuntimeError('top-level code must not run while grading')"),
         answer_cell(answer),
     ])
-    notebooks.write(nb, path)
+    exercises.write(nb, path)
     return path
 
 
@@ -41,7 +42,7 @@ def good_nb(tmp_path):
 
 @pytest.fixture
 def bad_nb(tmp_path):
-    return write_notebook(tmp_path / "bad.ipynb", notebooks.STUB, notebooks.ANSWER_PLACEHOLDER)
+    return write_notebook(tmp_path / "bad.ipynb", exercises.STUB, exercises.ANSWER_PLACEHOLDER)
 
 
 def demo_check(ctx: Context) -> None:
@@ -102,7 +103,7 @@ def test_criterion_check_failed_shows_message_and_hint(ctx):
 
 def test_criterion_exceptions_are_failures_not_crashes(ctx):
     assert ctx.criterion("divides", lambda: 1 / 0) is False
-    assert ctx.criterion("reads", lambda: notebooks.read(ctx.notebook_path)) is False
+    assert ctx.criterion("reads", lambda: exercises.read(ctx.notebook_path)) is False
 
     def not_written():
         raise NotImplementedError("Your code here")
@@ -135,8 +136,8 @@ def test_finite_fraction_and_read_json(tmp_path):
 
 
 # -- written answers -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", [None, "", notebooks.ANSWER_PLACEHOLDER, "Too short to count.",
-                                  f"{notebooks.ANSWER_PLACEHOLDER} a b c"])
+@pytest.mark.parametrize("text", [None, "", exercises.ANSWER_PLACEHOLDER, "Too short to count.",
+                                  f"{exercises.ANSWER_PLACEHOLDER} a b c"])
 def test_review_fails_missing_placeholder_or_short(ctx, text):
     assert ctx.review("answer", text, min_words=10) is False
     criterion = ctx.report.criteria[0]
@@ -178,7 +179,7 @@ def test_check_notebook_fails_an_untouched_exercise(bad_nb):
 
 def test_check_notebook_reports_missing_functions(tmp_path):
     path = tmp_path / "empty.ipynb"
-    notebooks.write(new_notebook(cells=[new_code_cell("x = 1")]), path)
+    exercises.write(new_notebook(cells=[new_code_cell("x = 1")]), path)
     report, _ = run_check(demo_check, path)
     assert report.criteria[0].status == FAIL
     assert "does not define double" in report.criteria[0].detail
@@ -220,7 +221,7 @@ def test_run_notebook_with_outputs(tmp_path, rungs_dir):
         new_code_cell("(outputs_dir('99-demo') / 'metrics.json').write_text(json.dumps({'accuracy': 0.75}))"),
     ])
     path = tmp_path / "runs.ipynb"
-    notebooks.write(nb, path)
+    exercises.write(nb, path)
 
     def check(ctx):
         ctx.run_notebook()
@@ -239,7 +240,7 @@ def test_run_notebook_with_outputs(tmp_path, rungs_dir):
 def test_run_notebook_names_the_failing_cell(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('learner bug')")])
     path = tmp_path / "fails.ipynb"
-    notebooks.write(nb, path)
+    exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
     assert not report.passed
     assert report.criteria[0].detail == "code cell 2 raised ValueError: learner bug"
@@ -272,7 +273,7 @@ def test_main_exit_code_is_1_when_a_criterion_fails(rungs_dir, bad_nb, tmp_path)
 
 
 def test_main_defaults_to_the_rungs_exercise(rungs_dir, capsys):
-    write_notebook(rungs_dir / "99-demo" / "exercise.ipynb", notebooks.STUB, notebooks.ANSWER_PLACEHOLDER)
+    write_notebook(rungs_dir / "99-demo" / "exercise.ipynb", exercises.STUB, exercises.ANSWER_PLACEHOLDER)
     assert checking.main(demo_check, RUNG, []) == 1
     printed = capsys.readouterr().out  # the report goes to sys.stdout as it is at run time
     assert "99-demo/exercise.ipynb" in printed

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from shared import checksums
+from shared.world import checksums
 from shared.paths import DATA_DIR
 
 

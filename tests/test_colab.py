@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import colab, course, doctor, notebooks, notebooks_cli
+from shared.notebooks import cli, colab, exercises
+from shared import course, doctor
 from shared.paths import REPO_ROOT
 
 RUNG = course.rung("02")
@@ -31,7 +32,7 @@ OTHER_RUNGS = [r for r in course.RUNGS if not r.colab]
 def test_cell_and_badge_follow_the_repository_slug(monkeypatch):
     monkeypatch.setattr(course, "REPOSITORY", "someone-else/their-fork")
     monkeypatch.setattr(course, "BRANCH", "autumn")
-    badge, setup = notebooks.colab_cells(RUNG)
+    badge, setup = exercises.colab_cells(RUNG)
     assert ("https://colab.research.google.com/github/someone-else/their-fork/blob/autumn/rungs/02-sft/exercise.ipynb"
             in badge.source)
     assert '"https://github.com/someone-else/their-fork"' in setup.source
@@ -53,19 +54,19 @@ def test_check_fails_after_the_slug_changes_until_exercises_are_remade(tmp_path,
     for relative in (RUNG.solution, RUNG.exercise):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / relative, tmp_path / relative)
-    monkeypatch.setattr(notebooks_cli, "REPO_ROOT", tmp_path)
-    monkeypatch.setattr(notebooks_cli, "SOLUTIONS_DIR", tmp_path / "solutions")
-    monkeypatch.setattr(notebooks_cli, "RUNGS_DIR", tmp_path / "rungs")
-    assert notebooks_cli.out_of_sync() == []
+    monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(cli, "SOLUTIONS_DIR", tmp_path / "solutions")
+    monkeypatch.setattr(cli, "RUNGS_DIR", tmp_path / "rungs")
+    assert cli.out_of_sync() == []
 
     monkeypatch.setattr(course, "REPOSITORY", "someone-else/their-fork")
-    assert notebooks_cli.out_of_sync() == [
+    assert cli.out_of_sync() == [
         f"{RUNG.solution} has missing or stale Colab cells",
         f"{RUNG.exercise} differs from its solution ({RUNG.solution})"]
-    assert notebooks_cli.main(["--check", "--rung", "02"]) == 1
+    assert cli.main(["--check", "--rung", "02"]) == 1
 
-    assert notebooks_cli.main(["--rung", "02"]) == 0
-    assert notebooks_cli.out_of_sync() == []
+    assert cli.main(["--rung", "02"]) == 0
+    assert cli.out_of_sync() == []
     for relative in (RUNG.solution, RUNG.exercise):
         text = (tmp_path / relative).read_text(encoding="utf-8")
         assert "someone-else/their-fork" in text and "shaper-of-models" not in text
@@ -73,25 +74,25 @@ def test_check_fails_after_the_slug_changes_until_exercises_are_remade(tmp_path,
 
 def test_restricting_to_an_unknown_rung_or_a_missing_solution_says_so(capsys):
     with pytest.raises(SystemExit):
-        notebooks_cli.main(["--check", "--rung", "99"])
+        cli.main(["--check", "--rung", "99"])
     assert "no rung '99'; the rungs are 01" in capsys.readouterr().err
     without_solution = next(r for r in course.RUNGS if not (REPO_ROOT / r.solution).exists())
     with pytest.raises(SystemExit):
-        notebooks_cli.main(["--check", "--rung", without_solution.number])
+        cli.main(["--check", "--rung", without_solution.number])
     assert f"no solution notebook for {without_solution.name}" in capsys.readouterr().err
 
 
 # -- the course's notebooks carry them ------------------------------------------------------------------------
 def tagged(path: Path, tag: str) -> list[tuple[int, str]]:
     """(position, source) of the cells carrying `tag`."""
-    return [(i, c.source) for i, c in enumerate(notebooks.read(path).cells) if tag in c.metadata.get("tags", [])]
+    return [(i, c.source) for i, c in enumerate(exercises.read(path).cells) if tag in c.metadata.get("tags", [])]
 
 
 @pytest.mark.parametrize("rung", COLAB_RUNGS, ids=lambda r: r.name)
 @pytest.mark.parametrize("which", ["solution", "exercise"])
 def test_colab_rungs_start_with_the_badge_and_the_set_up_cell(rung, which):
     path = REPO_ROOT / getattr(rung, which)
-    assert tagged(path, "colab-badge") == [(1, notebooks.colab_cells(rung)[0].source)], \
+    assert tagged(path, "colab-badge") == [(1, exercises.colab_cells(rung)[0].source)], \
         f"{path.name}: the badge should be the cell after the title; run `make exercises`"
     assert tagged(path, "colab-setup") == [(2, colab.setup_cell(course.REPOSITORY, course.BRANCH, rung.folder))], \
         f"{path.name}: the set-up cell should follow the badge; run `make exercises`"
@@ -202,10 +203,10 @@ class FakeColab:
     def __init__(self, root: Path, requirements: str):
         self.root, self.log, self.content = root, root / "calls.log", root / "content"
         self.bin, self.site, self.remote, self.work = root / "bin", root / "site", root / "remote", root / "work"
-        for folder in (self.bin, self.site / "pip", self.remote / "shared", self.remote / RUNG.folder, self.work,
+        for folder in (self.bin, self.site / "pip", self.remote / "shared" / "notebooks", self.remote / RUNG.folder, self.work,
                        self.content):
             folder.mkdir(parents=True)
-        shutil.copy(REPO_ROOT / "shared" / "colab.py", self.remote / "shared" / "colab.py")
+        shutil.copy(REPO_ROOT / "shared" / "notebooks" / "colab.py", self.remote / "shared" / "notebooks" / "colab.py")
         (self.remote / "requirements.txt").write_text(requirements, encoding="utf-8")
         git = self.bin / "git"
         git.write_text(FAKE_GIT.format(python=sys.executable, log=str(self.log), remote=str(self.remote)))
@@ -300,7 +301,7 @@ def test_a_failing_install_says_what_to_do(fake):
 
 def test_the_set_up_cell_is_short_and_needs_nothing_from_the_course():
     source = colab.setup_cell(course.REPOSITORY, course.BRANCH, RUNG.folder)
-    script = (REPO_ROOT / "shared" / "colab.py").read_text(encoding="utf-8")
+    script = (REPO_ROOT / "shared" / "notebooks" / "colab.py").read_text(encoding="utf-8")
     assert len(source.splitlines()) <= 15
     for text in (source, script):  # on Colab both run before the course is installed
         assert not re.search(r"^\s*(from|import) shared", text, re.M)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import colab, course, doctor, notebooks, notebooks_cli
+from shared.notebooks import cli, colab, exercises
+from shared import course, doctor
 from shared.paths import REPO_ROOT, RUNGS_DIR, SOLUTIONS_DIR
 
 README = REPO_ROOT / "README.md"
@@ -88,7 +89,7 @@ def test_rung_files(rung):
         pytest.skip(f"rung {rung.number} is coming; nothing written yet")
     for path in present:  # what exists must be usable, ready or not
         if path.suffix == ".ipynb":
-            assert notebooks.read(path).cells, f"{path.name} has no cells"
+            assert exercises.read(path).cells, f"{path.name} has no cells"
         elif path.name == "check.py":
             assert checker_rung(path) == rung.number, \
                 f"{rung.folder}/check.py should call main(check, rung=\"{rung.number}\")"
@@ -97,7 +98,7 @@ def test_rung_files(rung):
 
 
 def test_exercises_are_in_sync_with_their_solutions():
-    stale = notebooks_cli.out_of_sync()
+    stale = cli.out_of_sync()
     assert not stale, "run `make exercises`:\n" + "\n".join(stale)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import data
-from shared.world import SPLITS, TASKS
+from shared.world import data
+from shared.world.tasks import SPLITS, TASKS
 
 
 @pytest.mark.parametrize("task", TASKS)

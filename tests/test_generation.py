@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared import generation
+from shared.evaluation import generation
 from shared.models import load_model, load_tokenizer
 
 

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from shared import evals
+from shared.evaluation import evals
+from shared import numbers
 from shared.paths import METRICS_DIR
 
 REFERENCE_JSON = json.dumps({"name": "Mara Ashby", "town": "Fenwick", "job": "baker"})
@@ -128,8 +129,8 @@ def test_empty_input_gives_nan():
     (True, False), (False, False), ("0.5", False), (None, False), ([0.5], False),
 ])
 def test_is_valid_accuracy(value, valid):
-    assert evals.is_valid_accuracy(value) is valid
+    assert numbers.is_fraction(value) is valid
 
 
 def test_nan_accuracy_is_not_valid():
-    assert not evals.is_valid_accuracy(evals.accuracy("arithmetic", [], []))
+    assert not numbers.is_fraction(evals.accuracy("arithmetic", [], []))

@@ -9,9 +9,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from shared import course, notebooks
-from shared.notebooks import (ANSWER_PLACEHOLDER, BEGIN_ANSWER, BEGIN_SOLUTION, END_ANSWER, END_SOLUTION, STUB,
-                              MissingFunction, NotebookError)
+from shared.notebooks import exercises, graded, running
+from shared import course
+from shared.notebooks.exercises import (ANSWER_PLACEHOLDER, BEGIN_ANSWER, BEGIN_SOLUTION, END_ANSWER, END_SOLUTION, NotebookError, STUB)
+from shared.notebooks.graded import MissingFunction
 
 
 def solution_notebook() -> nbformat.NotebookNode:
@@ -47,7 +48,7 @@ def solution():
 
 @pytest.fixture
 def exercise(solution):
-    return notebooks.make_exercise(solution)
+    return exercises.make_exercise(solution)
 
 
 # -- exercises from solutions ----------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def test_solution_block_becomes_an_indented_stub(exercise):
 
 
 def test_marker_lines_and_solution_code_never_appear(exercise):
-    text = notebooks.dumps(exercise)
+    text = exercises.dumps(exercise)
     for marker in (BEGIN_SOLUTION, END_SOLUTION, BEGIN_ANSWER, END_ANSWER):
         assert marker not in text
     assert "squared" not in text
@@ -87,7 +88,7 @@ def test_answer_markers_become_the_placeholder(exercise):
 
 def test_solution_only_cells_are_dropped(solution, exercise):
     assert len(exercise.cells) == len(solution.cells) - 1
-    assert "only in the solution" not in notebooks.dumps(exercise)
+    assert "only in the solution" not in exercises.dumps(exercise)
 
 
 def test_outputs_and_execution_counts_are_cleared(exercise):
@@ -101,14 +102,14 @@ def test_outputs_and_execution_counts_are_cleared(exercise):
 
 def test_make_exercise_is_idempotent_and_pure(solution, exercise):
     before = copy.deepcopy(solution)
-    again = notebooks.make_exercise(solution)
+    again = exercises.make_exercise(solution)
     assert solution == before  # the input is not changed
-    assert notebooks.dumps(again) == notebooks.dumps(exercise)  # deterministic
-    assert notebooks.dumps(notebooks.make_exercise(exercise)) == notebooks.dumps(exercise)  # idempotent
+    assert exercises.dumps(again) == exercises.dumps(exercise)  # deterministic
+    assert exercises.dumps(exercises.make_exercise(exercise)) == exercises.dumps(exercise)  # idempotent
 
 
 def test_clean_solution_keeps_the_solution(solution):
-    clean = notebooks.clean_solution(solution)
+    clean = exercises.clean_solution(solution)
     assert BEGIN_SOLUTION in clean.cells[1].source
     assert clean.cells[1].outputs == [] and clean.cells[1].execution_count is None
     assert len(clean.cells) == len(solution.cells)
@@ -124,7 +125,7 @@ def test_clean_solution_keeps_the_solution(solution):
 def test_unbalanced_or_nested_markers_raise(source, message):
     nb = new_notebook(cells=[new_code_cell(source)])
     with pytest.raises(NotebookError, match=message):
-        notebooks.make_exercise(nb)
+        exercises.make_exercise(nb)
 
 
 # -- Colab cells ----------------------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def tags(nb) -> list[list[str]]:
 
 
 def test_with_colab_puts_badge_and_set_up_cell_after_the_title(solution):
-    with_cells = notebooks.with_colab(solution, COLAB_RUNG)
+    with_cells = exercises.with_colab(solution, COLAB_RUNG)
     assert tags(with_cells)[:3] == [[], ["colab-badge"], ["colab-setup"]]
     assert with_cells.cells[0].source == "# Title"
     assert with_cells.cells[3:] == solution.cells[1:]
@@ -145,43 +146,43 @@ def test_with_colab_puts_badge_and_set_up_cell_after_the_title(solution):
 
 
 def test_with_colab_replaces_stale_cells_and_is_idempotent(solution):
-    once = notebooks.with_colab(solution, COLAB_RUNG)
+    once = exercises.with_colab(solution, COLAB_RUNG)
     stale = copy.deepcopy(once)
     stale.cells[2].source = "# an old set-up cell"
     stale.cells.append(copy.deepcopy(stale.cells[1]))  # a stray badge further down goes too
-    assert notebooks.dumps(notebooks.with_colab(stale, COLAB_RUNG)) == notebooks.dumps(once)
-    assert notebooks.dumps(notebooks.with_colab(once, COLAB_RUNG)) == notebooks.dumps(once)
+    assert exercises.dumps(exercises.with_colab(stale, COLAB_RUNG)) == exercises.dumps(once)
+    assert exercises.dumps(exercises.with_colab(once, COLAB_RUNG)) == exercises.dumps(once)
 
 
 def test_with_colab_removes_the_cells_when_a_rung_is_not_on_colab(solution):
-    with_cells = notebooks.with_colab(solution, COLAB_RUNG)
-    without = notebooks.with_colab(with_cells, dataclasses.replace(COLAB_RUNG, colab=False))
-    assert notebooks.dumps(without) == notebooks.dumps(solution)
+    with_cells = exercises.with_colab(solution, COLAB_RUNG)
+    without = exercises.with_colab(with_cells, dataclasses.replace(COLAB_RUNG, colab=False))
+    assert exercises.dumps(without) == exercises.dumps(solution)
 
 
 def test_colab_cells_reach_the_exercise_unchanged(solution):
-    exercise = notebooks.make_exercise(notebooks.with_colab(solution, COLAB_RUNG))
-    assert [c.source for c in exercise.cells[1:3]] == [c.source for c in notebooks.colab_cells(COLAB_RUNG)]
+    exercise = exercises.make_exercise(exercises.with_colab(solution, COLAB_RUNG))
+    assert [c.source for c in exercise.cells[1:3]] == [c.source for c in exercises.colab_cells(COLAB_RUNG)]
 
 
 @pytest.mark.parametrize("cells", [[new_code_cell("x = 1")], [new_markdown_cell("No title here")], []])
 def test_with_colab_needs_a_title_first(cells):
     with pytest.raises(NotebookError, match="must start with its title"):
-        notebooks.with_colab(new_notebook(cells=cells), COLAB_RUNG)
+        exercises.with_colab(new_notebook(cells=cells), COLAB_RUNG)
     untitled = new_notebook(cells=cells)  # a rung not offered on Colab needs no title for it
-    assert notebooks.with_colab(untitled, dataclasses.replace(COLAB_RUNG, colab=False)) == untitled
+    assert exercises.with_colab(untitled, dataclasses.replace(COLAB_RUNG, colab=False)) == untitled
 
 
 # -- reading ------------------------------------------------------------------------------------------------
 def test_read_write_round_trip(tmp_path, solution):
     path = tmp_path / "nb.ipynb"
-    notebooks.write(solution, path)
-    assert notebooks.read(path).cells[1].source == solution.cells[1].source
+    exercises.write(solution, path)
+    assert exercises.read(path).cells[1].source == solution.cells[1].source
 
 
 def test_read_missing_file(tmp_path):
     with pytest.raises(NotebookError, match="does not exist"):
-        notebooks.read(tmp_path / "nowhere.ipynb")
+        exercises.read(tmp_path / "nowhere.ipynb")
 
 
 @pytest.mark.parametrize("content", ["this is not json", '{"cells": [', ""])
@@ -189,14 +190,14 @@ def test_read_non_json_file(tmp_path, content):
     path = tmp_path / "broken.ipynb"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(NotebookError, match="not a readable notebook"):
-        notebooks.read(path)
+        exercises.read(path)
 
 
 def test_read_json_that_is_not_a_notebook(tmp_path):
     path = tmp_path / "list.ipynb"
     path.write_text("[1, 2, 3]", encoding="utf-8")
     with pytest.raises(NotebookError, match="not a (readable|valid) notebook"):
-        notebooks.read(path)
+        exercises.read(path)
 
 
 # -- graded functions --------------------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def test_extract_functions_takes_functions_imports_and_constants():
         "def counts(text):\n    return Counter(text)",
         "def uses_lower():\n    return lower",
     )
-    fns = notebooks.extract_functions(nb, ["scaled", "counts", "Box", "uses_lower"])
+    fns = graded.extract_functions(nb, ["scaled", "counts", "Box", "uses_lower"])
     assert fns["scaled"](2.7) == 20
     assert fns["counts"]("aab")["a"] == 2
     assert fns["Box"].size == 3
@@ -226,35 +227,35 @@ def test_extract_functions_does_not_run_top_level_statements(tmp_path):
         "def f():\n    return 1",
         "f()\nfor i in range(10**9):\n    pass",
     )
-    assert notebooks.extract_functions(nb, ["f"])["f"]() == 1
+    assert graded.extract_functions(nb, ["f"])["f"]() == 1
     assert not marker.exists()
 
 
 def test_extract_functions_tolerates_a_broken_cell_and_magics():
     nb = graded_notebook("def broken(:\n    pass", "%matplotlib inline\n!pip list\ndef ok():\n    return 'ok'")
-    assert notebooks.extract_functions(nb, ["ok"])["ok"]() == "ok"
+    assert graded.extract_functions(nb, ["ok"])["ok"]() == "ok"
 
 
 def test_extract_functions_tolerates_a_failing_import():
     nb = graded_notebook("import a_module_that_does_not_exist", "def ok():\n    return 2")
-    assert notebooks.extract_functions(nb, ["ok"])["ok"]() == 2
+    assert graded.extract_functions(nb, ["ok"])["ok"]() == 2
 
 
 def test_later_definitions_win():
     nb = graded_notebook("def f():\n    return 'first'", "def f():\n    return 'second'")
-    assert notebooks.extract_functions(nb, ["f"])["f"]() == "second"
+    assert graded.extract_functions(nb, ["f"])["f"]() == "second"
 
 
 def test_missing_function_names_what_is_missing():
     nb = graded_notebook("def present():\n    return 1", "absent_too = 3")
     with pytest.raises(MissingFunction) as info:
-        notebooks.extract_functions(nb, ["present", "absent", "absent_too"])
+        graded.extract_functions(nb, ["present", "absent", "absent_too"])
     assert "does not define absent, absent_too (" in str(info.value)  # the missing ones, and only those
     assert isinstance(info.value, NotebookError)
 
 
 def test_extract_functions_from_a_stubbed_exercise(exercise):
-    area = notebooks.extract_functions(exercise, ["area"])["area"]
+    area = graded.extract_functions(exercise, ["area"])["area"]
     with pytest.raises(NotImplementedError):
         area(1)
 
@@ -268,11 +269,11 @@ def test_answer_cells():
     code.metadata["tags"] = ["answer"]  # only markdown cells are answers
     untagged = new_markdown_cell("Not an answer.")
     nb = new_notebook(cells=[first, untagged, code, second])
-    assert notebooks.answer_cells(nb) == {"why-lora": "My first answer.", "answer2": "Unnamed answer."}
+    assert exercises.answer_cells(nb) == {"why-lora": "My first answer.", "answer2": "Unnamed answer."}
 
 
 def test_answer_cells_none():
-    assert notebooks.answer_cells(graded_notebook("x = 1")) == {}
+    assert exercises.answer_cells(graded_notebook("x = 1")) == {}
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -282,7 +283,7 @@ def test_execute_runs_a_notebook(tmp_path):
         new_code_cell("import os\nx = 6 * 7"),
         new_code_cell("open('made.txt', 'w').write(os.environ['FT_TEST_VALUE'])\nprint(x)"),
     ])
-    result = notebooks.execute(nb, timeout=60, cwd=tmp_path, env={"FT_TEST_VALUE": "hello"})
+    result = running.execute(nb, timeout=60, cwd=tmp_path, env={"FT_TEST_VALUE": "hello"})
     assert result.ok, result.error
     assert not result.timed_out and result.failed_cell is None
     assert (tmp_path / "made.txt").read_text() == "hello"  # ran in cwd, with env
@@ -300,7 +301,7 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
         new_code_cell("raise ValueError('bad value')"),
         new_code_cell("z = 3"),
     ])
-    result = notebooks.execute(nb, timeout=60, cwd=tmp_path)
+    result = running.execute(nb, timeout=60, cwd=tmp_path)
     assert not result.ok and not result.timed_out
     assert result.failed_cell == 3
     assert result.error == "ValueError: bad value"
@@ -308,7 +309,7 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
 
 def test_execute_times_out(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import time\ntime.sleep(30)")])
-    result = notebooks.execute(nb, timeout=3, cwd=tmp_path)
+    result = running.execute(nb, timeout=3, cwd=tmp_path)
     assert not result.ok
     assert result.timed_out
     assert "3 s" in result.error

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from shared import pretrain
+from shared.base_model import pretrain
 from shared.paths import TINY_BASE_DIR
 
 DOCS = [[1, 10 + i, 2] for i in range(20)]  # twenty tiny documents: <s> token </s>
@@ -77,17 +77,17 @@ def test_a_json_value_uses_the_same_token_as_the_word_in_prose():
 def test_basecard_probes_measure_the_committed_model():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from shared import basecard
-    from shared.world import build_world
+    from shared.base_model import card
+    from shared.world.generator import build_world
 
     tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
     model = AutoModelForCausalLM.from_pretrained(TINY_BASE_DIR, dtype=torch.float32)
-    recall = basecard.cloze_recall(model, tokenizer, build_world()["people"][:20])
+    recall = card.cloze_recall(model, tokenizer, build_world()["people"][:20])
     assert set(recall) == {"town", "colour", "pet", "job"} and min(recall.values()) >= 0.8
-    sums = basecard.sum_recall(model, tokenizer)
+    sums = card.sum_recall(model, tokenizer)
     assert set(sums) == {"plus", "minus"} and all(0.0 <= v <= 1.0 for v in sums.values())
     assert sums["minus"] >= 0.5  # far above chance: the sums were learned, and the probe reads them right
-    reading = basecard.reading_accuracy(model, tokenizer, n=20)
+    reading = card.reading_accuracy(model, tokenizer, n=20)
     assert set(reading) == {"town", "colour", "pet", "job"} and all(0.0 <= v <= 1.0 for v in reading.values())
 
 
@@ -101,25 +101,25 @@ def test_pack_carries_a_weight_with_every_token():
 def test_answer_spans_are_what_only_reading_the_document_can_predict():
     import random
 
-    from shared import world
+    from shared.world import generator
 
-    w = world.build_world()
+    w = generator.build_world()
     rng = random.Random(0)
-    reading = world._reading_docs(w, rng, 1)[0]
+    reading = generator._reading_docs(w, rng, 1)[0]
     person = [line for line in reading.splitlines() if line.startswith("Answer:")]
     assert [reading[s:e] for s, e in pretrain.answer_spans(reading)] == [a[len("Answer: "):-1] for a in person]
-    record = world._record_docs(w, rng, 1)[0]
+    record = generator._record_docs(w, rng, 1)[0]
     values = json.loads(record.split("Record: ")[1])
     assert [record[s:e] for s, e in pretrain.answer_spans(record)] == list(values.values())  # the name first
     reading_only = pretrain.answer_spans(record, patterns=(pretrain.READING,))  # the first stage: no name
     assert [record[s:e] for s, e in reading_only] == [v for k, v in values.items() if k != "name"]
-    for story in world._story_docs(w, rng, 6):  # the working: both numbers copied from the story, and the result
+    for story in generator._story_docs(w, rng, 6):  # the working: both numbers copied from the story, and the result
         spans = pretrain.answer_spans(story)
         a, b, result = (int(story[s:e]) for s, e in spans)
         assert [int(n) for n in re.findall(r"\d+", story[:spans[0][0]])] == [a, b], story  # as the story told them
         assert result == (a + b if " plus " in story else a - b)
         assert pretrain.answer_spans(story, patterns=(pretrain.READING,)) == []  # never in the reading stage
-    bio = world.biography(w["people"][0], rng)
+    bio = generator.biography(w["people"][0], rng)
     assert pretrain.answer_spans(bio) == [] and pretrain.answer_spans("3 plus 4 is 7.") == []
 
 

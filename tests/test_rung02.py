@@ -79,7 +79,7 @@ def test_hand_edited_metrics_disagree_with_the_model(outputs_copy):
 def test_graded_functions_against_hidden_cases_directly():
     """The hidden cases agree with the course metric as written in the solution (sanity of the checker)."""
     solution = nbformat.read(RUNG.solution, as_version=4)
-    from shared.notebooks import extract_functions
+    from shared.notebooks.graded import extract_functions
 
     functions = extract_functions(solution, ["build_sft_example", "is_correct"])
     assert check02.check_is_correct(functions["is_correct"]).endswith("unseen cases")

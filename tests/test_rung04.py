@@ -1,4 +1,4 @@
-"""Rung 04's checker and shared/quant.py: the checker passes on the solution, fails on the untouched exercise, and
+"""Rung 04's checker and shared/training/quantisation.py and memory.py: the checker passes on the solution, fails on the untouched exercise, and
 turns every kind of bad input into a clear ✗ (never a traceback); the gpu-profile criteria are fed fabricated runs
 (a 7B base passes; a 1B base, two GPUs, or a base not in 4-bit fail)."""
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from rung_harness import RungUnderTest, by_name, edit_json
-from shared import checking, quant
+from shared.checking import artefacts
+from shared.training import memory, quantisation, runs
+from shared import checking
 from shared.paths import TINY_BASE_DIR
 from shared.profiles import PROFILES
 
@@ -26,7 +28,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 
 def solution_functions():
-    from shared.notebooks import extract_functions
+    from shared.notebooks.graded import extract_functions
 
     return extract_functions(nbformat.read(RUNG.solution, as_version=4),
                              ["nf4_quantize", "nf4_dequantize", "quantization_error"])
@@ -143,7 +145,7 @@ def test_solution_functions_pass_the_hidden_cases():
 
 def test_a_uniform_grid_is_not_nf4():
     functions = solution_functions()
-    uniform = quant.uniform_levels()
+    uniform = quantisation.uniform_levels()
     with pytest.raises(checking.CheckFailed, match="differ from bitsandbytes"):
         check04.check_nf4(lambda w, blocksize=64: functions["nf4_quantize"](w, blocksize, uniform),
                           lambda c, a, shape, blocksize=64: functions["nf4_dequantize"](c, a, shape, blocksize,
@@ -210,7 +212,7 @@ def _fake_adapter(folder, config, layers=(0, 1), r=2, hidden_size=None):
     """A saved PEFT adapter for `config` (two layers, rank 2: small enough for a test)."""
     from safetensors.torch import save_file
 
-    model = quant.empty_model(config)
+    model = memory.empty_model(config)
     modules = dict(model.named_modules())
     tensors = {}
     for layer in layers:
@@ -231,7 +233,7 @@ def _fake_adapter(folder, config, layers=(0, 1), r=2, hidden_size=None):
 def _fake_gpu_run(tmp_path, config=QWEN25_7B, **changes):
     outputs = tmp_path / "04-qlora"
     outputs.mkdir(parents=True)
-    parameters = quant.parameters_from_config(config)
+    parameters = memory.parameters_from_config(config)
     run = {"profile": "gpu", "base_model": GPU.qlora_model, "base_parameters": parameters,
            "hidden_size": config["hidden_size"], "loaded_in_4bit": True, "quant_type": "nf4", "double_quant": True,
            "blocksize": 64, "compute_dtype": "float16", "four_bit_layers": 7 * config["num_hidden_layers"],
@@ -294,84 +296,84 @@ def test_an_adapter_for_another_hidden_size_fails(tmp_path):
         check04.check_adapter_shapes(outputs)
 
 
-# -- shared/quant.py ------------------------------------------------------------------------------------------
+# -- shared/training/quantisation.py and memory.py ------------------------------------------------------------------------------------------
 def test_nf4_levels_are_normal_quantiles_and_bitsandbytes_table():
-    levels = quant.nf4_levels_from_normal()
+    levels = quantisation.nf4_levels_from_normal()
     assert levels.shape == (16,) and levels[0] == -1 and levels[-1] == 1 and (levels == 0).sum() == 1
-    assert torch.allclose(levels, quant.bitsandbytes_nf4_levels(), atol=1e-6)
+    assert torch.allclose(levels, quantisation.bitsandbytes_nf4_levels(), atol=1e-6)
     assert bool((levels.diff() > 0).all())
-    assert torch.equal(quant.uniform_levels(), torch.linspace(-1, 1, 16))
+    assert torch.equal(quantisation.uniform_levels(), torch.linspace(-1, 1, 16))
 
 
 @pytest.mark.parametrize("shape", [(64, 96), (3, 32), (4, 8, 24), (101,), (256, 256)])
 def test_bnb_reference_agrees_with_its_own_codes_and_scales(shape):
     """The reference must place every block's scale right, also where blocks straddle rows (64 x 96)."""
     weight = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    codes, absmax = quant.bnb_quantize(weight)
-    levels = quant.bitsandbytes_nf4_levels()
+    codes, absmax = quantisation.bnb_quantize(weight)
+    levels = quantisation.bitsandbytes_nf4_levels()
     rebuilt = levels[codes.long()] * absmax.repeat_interleave(64)[:weight.numel()]
-    assert torch.allclose(quant.bnb_quantize_dequantize(weight).reshape(-1), rebuilt, atol=1e-6)
-    assert quant.relative_error(weight, rebuilt) < 0.12
+    assert torch.allclose(quantisation.bnb_quantize_dequantize(weight).reshape(-1), rebuilt, atol=1e-6)
+    assert quantisation.relative_error(weight, rebuilt) < 0.12
 
 
 def test_double_quantisation_changes_the_values_only_a_little():
     weight = torch.randn(128, 64, generator=torch.Generator().manual_seed(1))
-    single, double = quant.bnb_quantize_dequantize(weight), quant.bnb_quantize_dequantize(weight, double_quant=True)
+    single, double = quantisation.bnb_quantize_dequantize(weight), quantisation.bnb_quantize_dequantize(weight, double_quant=True)
     assert not torch.equal(single, double)
-    assert abs(quant.relative_error(weight, double) - quant.relative_error(weight, single)) < 0.005
+    assert abs(quantisation.relative_error(weight, double) - quantisation.relative_error(weight, single)) < 0.005
 
 
 def test_relative_error_and_bits_per_parameter():
     w = torch.ones(4, 4)
-    assert quant.relative_error(w, w) == 0 and quant.relative_error(w, torch.zeros(4, 4)) == 1
-    assert quant.relative_error(w, 1.5 * w) == pytest.approx(0.5)
-    assert quant.bits_per_parameter(double_quant=False) == 4.5
-    assert quant.bits_per_parameter() == pytest.approx(4 + 8 / 64 + 32 / (64 * 256))
+    assert quantisation.relative_error(w, w) == 0 and quantisation.relative_error(w, torch.zeros(4, 4)) == 1
+    assert quantisation.relative_error(w, 1.5 * w) == pytest.approx(0.5)
+    assert quantisation.bits_per_parameter(double_quant=False) == 4.5
+    assert quantisation.bits_per_parameter() == pytest.approx(4 + 8 / 64 + 32 / (64 * 256))
 
 
 def test_block_scaled_values_lie_in_minus_one_to_one():
     weight = torch.randn(10, 70) * 5
-    scaled = quant.block_scaled(weight)
+    scaled = quantisation.block_scaled(weight)
     assert scaled.shape == (700,) and float(scaled.abs().max()) == 1.0
-    assert torch.equal(quant.block_scaled(torch.zeros(64)), torch.zeros(64))
+    assert torch.equal(quantisation.block_scaled(torch.zeros(64)), torch.zeros(64))
 
 
 def test_checkpoint_weight_reads_one_tensor():
     from shared.models import load_model
 
-    weight = quant.checkpoint_weight(TINY_BASE_DIR, "model.layers.0.self_attn.v_proj.weight")
+    weight = quantisation.checkpoint_weight(TINY_BASE_DIR, "model.layers.0.self_attn.v_proj.weight")
     model = load_model()
     assert torch.equal(weight, model.get_parameter("model.layers.0.self_attn.v_proj.weight").detach())
-    with pytest.raises(quant.CheckpointError, match="no tensor"):
-        quant.checkpoint_weight(TINY_BASE_DIR, "model.layers.99.nothing.weight")
+    with pytest.raises(quantisation.CheckpointError, match="no tensor"):
+        quantisation.checkpoint_weight(TINY_BASE_DIR, "model.layers.99.nothing.weight")
 
 
 @pytest.fixture(scope="module")
 def tiny_models():
     from shared.models import load_model
 
-    return load_model(), quant.keep_training_layout(load_model(four_bit=True))
+    return load_model(), quantisation.keep_training_layout(load_model(four_bit=True))
 
 
 def test_footprints_full_precision_counted_equals_loaded_and_4bit_is_as_predicted(tiny_models):
     full, four_bit = tiny_models
-    counted = quant.full_precision_breakdown(TINY_BASE_DIR, torch.float32)
-    assert sum(counted.values()) == quant.footprint_bytes(full)
-    measured = quant.footprint_breakdown(four_bit)
-    predicted = quant.predicted_four_bit_bytes(TINY_BASE_DIR, torch.float32)
-    assert measured[quant.QUANTISED] == counted[quant.LINEAR] // 8  # two 4-bit codes per byte
-    assert 0 < measured[quant.CONSTANTS] < measured[quant.QUANTISED] / 10
+    counted = memory.full_precision_breakdown(TINY_BASE_DIR, torch.float32)
+    assert sum(counted.values()) == memory.footprint_bytes(full)
+    measured = memory.footprint_breakdown(four_bit)
+    predicted = memory.predicted_four_bit_bytes(TINY_BASE_DIR, torch.float32)
+    assert measured[memory.QUANTISED] == counted[memory.LINEAR] // 8  # two 4-bit codes per byte
+    assert 0 < measured[memory.CONSTANTS] < measured[memory.QUANTISED] / 10
     assert abs(sum(measured.values()) - predicted) <= 0.05 * predicted
     assert sum(counted.values()) / sum(measured.values()) > 4
 
 
 def test_parameter_counts_and_quantisation_read_from_the_model(tiny_models):
     full, four_bit = tiny_models
-    assert quant.base_parameter_count(four_bit) == quant.base_parameter_count(full)
-    assert quant.base_parameter_count(full) == quant.parameters_from_config(json.loads(
+    assert memory.base_parameter_count(four_bit) == memory.base_parameter_count(full)
+    assert memory.base_parameter_count(full) == memory.parameters_from_config(json.loads(
         (TINY_BASE_DIR / "config.json").read_text()))
-    assert quant.quantisation_of(full)["loaded_in_4bit"] is False
-    q = quant.quantisation_of(four_bit)
+    assert runs.quantisation_of(full)["loaded_in_4bit"] is False
+    q = runs.quantisation_of(four_bit)
     assert q["loaded_in_4bit"] and q["quant_type"] == "nf4" and q["double_quant"] and q["blocksize"] == 64
     assert q["four_bit_layers"] == 7 * 4 and q["compute_dtype"] == "float32"
     assert all(m.support_avx512bf16_for_cpu is False for m in four_bit.modules()
@@ -381,19 +383,19 @@ def test_parameter_counts_and_quantisation_read_from_the_model(tiny_models):
 def test_dequantized_weight_is_the_double_quantised_reference(tiny_models):
     _, four_bit = tiny_models
     name = "model.layers.1.mlp.down_proj.weight"
-    original = quant.checkpoint_weight(TINY_BASE_DIR, name)
-    assert torch.allclose(quant.dequantized_weight(four_bit, name),
-                          quant.bnb_quantize_dequantize(original, double_quant=True), atol=1e-6)
+    original = quantisation.checkpoint_weight(TINY_BASE_DIR, name)
+    assert torch.allclose(quantisation.dequantized_weight(four_bit, name),
+                          quantisation.bnb_quantize_dequantize(original, double_quant=True), atol=1e-6)
     with pytest.raises(ValueError, match="not a 4-bit weight"):
-        quant.dequantized_weight(four_bit, "model.norm.weight")
+        quantisation.dequantized_weight(four_bit, "model.norm.weight")
 
 
 def test_run_metadata_on_the_cpu(tiny_models):
     _, four_bit = tiny_models
     profile = PROFILES["tiny"]
     lora = SimpleNamespace(r=16, lora_alpha=32, target_modules={"q_proj", "v_proj"})
-    run = quant.run_metadata(four_bit, profile, profile.qlora_model, 12.34, quant.peak_gpu_memory_bytes(), lora)
-    assert run["base_parameters"] == quant.base_parameter_count(four_bit) and run["hidden_size"] == 256
+    run = runs.run_metadata(four_bit, profile, profile.qlora_model, 12.34, memory.peak_gpu_memory_bytes(), lora)
+    assert run["base_parameters"] == memory.base_parameter_count(four_bit) and run["hidden_size"] == 256
     assert run["loaded_in_4bit"] and run["quant_type"] == "nf4" and run["device"] == "cpu"
     assert run["gpus_used"] == 0 and run["gpu_name"] is None and run["peak_gpu_memory_bytes"] is None
     assert run["train_seconds"] == 12.3 and run["lora"] == {"r": 16, "alpha": 32, "target_modules": ["q_proj",
@@ -403,25 +405,25 @@ def test_run_metadata_on_the_cpu(tiny_models):
 
 
 def test_parameters_from_config_counts_a_7b_model_without_weights():
-    assert quant.parameters_from_config(QWEN25_7B) == 7_615_616_512  # Qwen2.5-7B's published size
-    assert round(quant.parameters_from_config(LLAMA_1B) / 1e9, 2) == 1.24
+    assert memory.parameters_from_config(QWEN25_7B) == 7_615_616_512  # Qwen2.5-7B's published size
+    assert round(memory.parameters_from_config(LLAMA_1B) / 1e9, 2) == 1.24
 
 
 def test_adapter_shape_problems(tmp_path):
     _fake_adapter(tmp_path / "good", LLAMA_1B)
-    assert quant.adapter_shape_problems(quant.adapter_tensors(tmp_path / "good"), LLAMA_1B) == []
+    assert artefacts.adapter_shape_problems(artefacts.adapter_tensors(tmp_path / "good"), LLAMA_1B) == []
     _fake_adapter(tmp_path / "bad", LLAMA_1B, hidden_size=3584)
-    problems = quant.adapter_shape_problems(quant.adapter_tensors(tmp_path / "bad"), LLAMA_1B)
+    problems = artefacts.adapter_shape_problems(artefacts.adapter_tensors(tmp_path / "bad"), LLAMA_1B)
     assert len(problems) == 2 * 6  # every lora_A reading the hidden state, in two layers
-    assert quant.adapter_shape_problems({}, LLAMA_1B) == ["the adapter holds no LoRA matrices"]
+    assert artefacts.adapter_shape_problems({}, LLAMA_1B) == ["the adapter holds no LoRA matrices"]
     mismatched = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": (4, 2048),
                   "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": (2048, 8)}
-    assert any("disagree on the rank" in p for p in quant.adapter_shape_problems(mismatched, LLAMA_1B))
+    assert any("disagree on the rank" in p for p in artefacts.adapter_shape_problems(mismatched, LLAMA_1B))
 
 
 def test_earlier_runs_reads_without_creating(tmp_path):
     (tmp_path / "02-sft").mkdir()
     (tmp_path / "02-sft" / "metrics.json").write_text(json.dumps({"after": {"closed_qa": 0.9}}))
-    found = quant.earlier_runs(tmp_path)
+    found = runs.earlier_runs(tmp_path)
     assert found == {"02-sft": {"after": {"closed_qa": 0.9}}, "03-lora": None}
     assert not (tmp_path / "03-lora").exists()

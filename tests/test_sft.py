@@ -1,11 +1,11 @@
-"""shared.sft's trainer recipe on a 4-bit base: what TRL does to the adapter's precision, and the fp32 repair a
+"""shared.training.sft's trainer recipe on a 4-bit base: what TRL does to the adapter's precision, and the fp32 repair a
 GPU without bf16 (a Colab T4, fp16 training) needs."""
 
 import pytest
 import torch
 
-from shared import sft
-from shared.lora import lora_config
+from shared.training import sft
+from shared.training.lora import lora_config
 from shared.models import load_model, load_tokenizer
 from shared.profiles import PROFILES
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared import world
+from shared.world import generator, tasks
 from shared.paths import DATA_DIR
 
 CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>", "<s>", "</s>")
@@ -15,12 +15,12 @@ CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>", "<s>", "</s>")
 
 @pytest.fixture(scope="module")
 def the_world():
-    return world.build_world()
+    return generator.build_world()
 
 
 @pytest.fixture(scope="module")
 def corpus(the_world):
-    return world.pretraining_corpus(the_world)
+    return generator.pretraining_corpus(the_world)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def pretraining_text(corpus):
 
 @pytest.fixture(scope="module")
 def splits(the_world):
-    return world.task_splits(the_world)
+    return generator.task_splits(the_world)
 
 
 def names_of(rows):
@@ -40,29 +40,29 @@ def names_of(rows):
 
 # -- determinism ------------------------------------------------------------------------------------
 def test_build_world_is_deterministic(the_world):
-    assert world.build_world() == the_world
-    assert world.build_world(seed=7) == world.build_world(seed=7)
-    assert world.build_world(seed=7) != the_world  # the seed matters
+    assert generator.build_world() == the_world
+    assert generator.build_world(seed=7) == generator.build_world(seed=7)
+    assert generator.build_world(seed=7) != the_world  # the seed matters
 
 
 def test_corpus_and_tasks_are_deterministic(the_world, corpus, splits):
-    assert world.pretraining_corpus(the_world) == corpus
-    assert world.task_splits(the_world) == splits
+    assert generator.pretraining_corpus(the_world) == corpus
+    assert generator.task_splits(the_world) == splits
 
 
 def test_world_has_unique_people_and_all_towns(the_world):
     names = [p["name"] for p in the_world["people"]]
-    assert len(names) == world.N_PEOPLE == len(set(names))
-    assert [t["name"] for t in the_world["towns"]] == world.TOWNS
+    assert len(names) == generator.N_PEOPLE == len(set(names))
+    assert [t["name"] for t in the_world["towns"]] == generator.TOWNS
 
 
 # -- splits ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task", world.TASKS)
+@pytest.mark.parametrize("task", tasks.TASKS)
 def test_every_task_has_three_nonempty_splits_with_unique_ids(splits, task):
-    assert set(splits[task]) == set(world.SPLITS)
-    ids = [row["id"] for split in world.SPLITS for row in splits[task][split]]
+    assert set(splits[task]) == set(tasks.SPLITS)
+    ids = [row["id"] for split in tasks.SPLITS for row in splits[task][split]]
     assert len(ids) == len(set(ids))
-    for split in world.SPLITS:
+    for split in tasks.SPLITS:
         assert splits[task][split], f"{task}/{split} is empty"
         for row in splits[task][split]:
             assert row["task"] == task
@@ -70,9 +70,9 @@ def test_every_task_has_three_nonempty_splits_with_unique_ids(splits, task):
             assert row["prompt"] and row["answer"]
 
 
-@pytest.mark.parametrize("task", world.TASKS)
+@pytest.mark.parametrize("task", tasks.TASKS)
 def test_splits_are_disjoint(splits, task):
-    prompts = {split: {(r["prompt"], r["answer"]) for r in splits[task][split]} for split in world.SPLITS}
+    prompts = {split: {(r["prompt"], r["answer"]) for r in splits[task][split]} for split in tasks.SPLITS}
     assert not prompts["train"] & prompts["heldout"]
     assert not prompts["train"] & prompts["validation"]
     assert not prompts["validation"] & prompts["heldout"]
@@ -86,14 +86,14 @@ def test_closed_qa_heldout_people_are_not_fine_tuning_people(splits):
 
 
 def test_task_strangers_never_appear_in_the_corpus(the_world, pretraining_text):
-    names = world.task_stranger_names(the_world)
+    names = generator.task_stranger_names(the_world)
     assert len(names) > 500
     assert not [name for name in names if name in pretraining_text]
 
 
 def test_reading_passages_are_each_about_a_new_person(corpus):
     subjects = [doc.split("\n")[0] for doc in corpus["train"] if doc.startswith("Passage:")]
-    assert len(subjects) >= world.READING_DOCS + world.RECORD_DOCS
+    assert len(subjects) >= generator.READING_DOCS + generator.RECORD_DOCS
     assert len(set(subjects)) == len(subjects)  # no passage is repeated: answers cannot be learned by heart
 
 
@@ -107,11 +107,11 @@ def test_only_closed_qa_training_people_are_asked_about_in_the_corpus(corpus, sp
 
 def test_closed_qa_answers_match_the_world(the_world, splits):
     people = {p["name"]: p for p in the_world["people"]}
-    for split in world.SPLITS:
+    for split in tasks.SPLITS:
         for row in splits["closed_qa"][split]:
             person, fact = people[row["meta"]["name"]], row["meta"]["fact"]
             assert row["meta"]["value"] == person[fact], row
-            assert row["answer"] == world.ANSWER_SENTENCES[fact].format(**person), row
+            assert row["answer"] == generator.ANSWER_SENTENCES[fact].format(**person), row
             assert row["meta"]["name"] in row["prompt"]
             assert person[fact] not in row["prompt"]  # the fact is in the corpus, never in the question
 
@@ -129,7 +129,7 @@ def test_extraction_heldout_people_are_strangers(the_world, splits):
 
 
 def test_extraction_answers_are_json_read_from_the_passage(splits):
-    for split in world.SPLITS:
+    for split in tasks.SPLITS:
         for row in splits["extraction"][split]:
             answer = json.loads(row["answer"])
             assert list(answer) == ["name", "town", "job"]
@@ -150,7 +150,7 @@ def test_extraction_heldout_uses_the_unseen_phrasings(pretraining_text, splits):
     heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
     fine_tuning = "\n".join(row["prompt"] for split in ("train", "validation")
                             for row in splits["extraction"][split])
-    for templates in world.HELDOUT_EXTRACTION_SENTENCES.values():
+    for templates in generator.HELDOUT_EXTRACTION_SENTENCES.values():
         for template in templates:
             pattern = _phrasing_pattern(template)
             assert pattern.search(heldout), f"held-out passages never use {template!r}"
@@ -163,7 +163,7 @@ def test_training_phrasings_are_only_in_fine_tuning_passages(pretraining_text, s
     (so the base model is the same with or without them) and held-out passages never use them."""
     heldout = "\n".join(row["prompt"] for row in splits["extraction"]["heldout"])
     fine_tuning = "\n".join(row["prompt"] for row in splits["extraction"]["train"])
-    for templates in world.TRAINING_EXTRACTION_SENTENCES.values():
+    for templates in generator.TRAINING_EXTRACTION_SENTENCES.values():
         for template in templates:
             pattern = _phrasing_pattern(template)
             assert pattern.search(fine_tuning), f"no training passage uses {template!r}"
@@ -175,21 +175,21 @@ def test_in_corpus_phrasings_rewrites_only_the_held_out_sentences(splits):
     """Rung 02 asks its extraction misses again in the corpus's words: every held-out sentence is rewritten,
     the name and facts stay, and a passage without held-out sentences is left as it is."""
     for row in splits["extraction"]["heldout"]:
-        rewritten = world.in_corpus_phrasings(row["prompt"])
+        rewritten = generator.in_corpus_phrasings(row["prompt"])
         answer = json.loads(row["answer"])
-        for templates in world.HELDOUT_EXTRACTION_SENTENCES.values():
+        for templates in generator.HELDOUT_EXTRACTION_SENTENCES.values():
             assert not any(_phrasing_pattern(t).search(rewritten) for t in templates), rewritten
         assert rewritten.count(".") == row["prompt"].count(".")  # sentence for sentence
         assert all(rewritten.count(value) >= 1 for value in answer.values())
     example = "People know Ada Brom as the local miller. Ada Brom's house stands in Fenwick."
-    assert world.in_corpus_phrasings(example) == "Ada Brom works as a miller. Ada Brom lives in Fenwick."
+    assert generator.in_corpus_phrasings(example) == "Ada Brom works as a miller. Ada Brom lives in Fenwick."
     for row in splits["extraction"]["train"]:
-        assert world.in_corpus_phrasings(row["prompt"]) == row["prompt"]
+        assert generator.in_corpus_phrasings(row["prompt"]) == row["prompt"]
 
 
 def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
     text = "\n".join(corpus["train"])
-    for split in world.SPLITS:
+    for split in tasks.SPLITS:
         for row in splits["arithmetic"][split]:
             # "7 minus 3 is 4." is stated in the corpus (and not only as the tail of "17 minus 3 is 4.")
             assert re.search(r"(?<!\d)" + re.escape(row["answer"]), text), row
@@ -198,17 +198,17 @@ def test_every_sum_in_the_tasks_is_stated_in_the_corpus(corpus, splits):
 def test_arithmetic_heldout_names_and_items_are_unseen(pretraining_text, splits):
     ar = splits["arithmetic"]
     train_text = "\n".join(row["prompt"] for row in ar["train"])
-    for item in world.HELDOUT_ITEMS:
+    for item in generator.HELDOUT_ITEMS:
         assert item not in train_text
         assert item not in pretraining_text, f"the corpus mentions the held-out item {item!r}"
     for row in ar["heldout"]:
-        assert any(item in row["prompt"] for item in world.HELDOUT_ITEMS)
+        assert any(item in row["prompt"] for item in generator.HELDOUT_ITEMS)
         name = " ".join(row["prompt"].split()[:2])
         assert name not in train_text
 
 
 def test_arithmetic_answers_are_correct(splits):
-    for split in world.SPLITS:
+    for split in tasks.SPLITS:
         for row in splits["arithmetic"][split]:
             a, b, op = row["meta"]["a"], row["meta"]["b"], row["meta"]["op"]
             expected = f"{a} plus {b} is {a + b}." if op == "+" else f"{a} minus {b} is {a - b}."
@@ -235,7 +235,7 @@ def test_corpus_mentions_every_person(the_world, corpus):
 
 # -- make data ---------------------------------------------------------------------------------------
 def test_make_data_reproduces_the_committed_files(tmp_path):
-    written = world.write_data(tmp_path)
+    written = generator.write_data(tmp_path)
     assert written
     differ = []
     for path in written:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies,  # noqa: E402
-                            main, read_metrics, require)
+from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies, main, read_metrics, require)  # noqa: E402
 
 RUNG = "02"
 # Per profile: the held-out accuracy every task must reach after SFT (the base model scores ~0-10%).
@@ -95,7 +94,7 @@ def _tokenizer():
 
 def check_build_sft_example(build_sft_example) -> str:
     from shared.models import load_model
-    from shared.sft import trl_tokenized
+    from shared.training.sft import trl_tokenized
 
     tokenizer = _tokenizer()
     references = trl_tokenized(UNSEEN_EXAMPLES, load_model(), tokenizer)
@@ -117,7 +116,7 @@ def check_build_sft_example(build_sft_example) -> str:
 
 
 def check_is_correct(is_correct) -> str:
-    from shared.evals import task_metric
+    from shared.evaluation.evals import task_metric
 
     for prediction, reference, task in SCORING_CASES:
         expected = task_metric(task).compute(predictions=[prediction], references=[reference])["accuracy"] == 1.0

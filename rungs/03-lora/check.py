@@ -16,8 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, finite_fraction,  # noqa: E402
-                            heldout_accuracies, main, read_json, read_metrics, require)
+from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, finite_fraction, heldout_accuracies, main, read_json, read_metrics, require)  # noqa: E402
 
 RUNG = "03"
 # Per profile and task: the held-out accuracy the reloaded adapter must reach (the base model scores 0% on each).
@@ -105,7 +104,7 @@ def verify_outputs(ctx: Context) -> None:
 def check_lora_forward(lora_forward) -> str:
     import torch
 
-    from shared.lora import peft_lora_linear
+    from shared.training.lora import peft_lora_linear
 
     generator = torch.Generator().manual_seed(3)
     for batch, n_in, n_out, r, alpha, with_bias, scale in FORWARD_CASES:
@@ -134,7 +133,7 @@ def check_lora_forward(lora_forward) -> str:
 def check_count(count_lora_parameters) -> str:
     from transformers import LlamaConfig
 
-    from shared.lora import peft_trainable_count
+    from shared.training.lora import peft_trainable_count
 
     for sizes, r, targets in COUNT_CASES:
         config = LlamaConfig(vocab_size=64, **sizes)
@@ -187,7 +186,8 @@ def reload_adapter(outputs: Path) -> dict:
     from peft import get_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from shared.lora import ALL_LINEAR, training_state_bytes
+    from shared.training.lora import ALL_LINEAR
+    from shared.training.memory import training_state_bytes
     from shared.models import load_model, load_tokenizer
 
     profile = _profile()
@@ -252,7 +252,7 @@ def _close(saved: int, recomputed: int) -> bool:
 
 
 def check_figures(saved: dict, measured: dict, outputs: Path) -> str:
-    from shared.lora import full_sft_point
+    from shared.training.runs import full_sft_point
 
     require(bool(saved) and "accuracy" in measured, "needs both the saved figures and the recomputed ones "
                                                     "(see above)")
@@ -271,7 +271,7 @@ def check_figures(saved: dict, measured: dict, outputs: Path) -> str:
     config = measured["config"]
     saved_targets = lora.get("targets")
     if isinstance(saved_targets, str):
-        from shared.lora import TARGETS
+        from shared.training.lora import TARGETS
 
         saved_targets = list(TARGETS.get(saved_targets, [saved_targets]))
     require(lora.get("r") == config["r"] and lora.get("alpha") == config["alpha"]
@@ -289,8 +289,9 @@ def check_sweep(outputs: Path) -> str:
     """sweep.json: finite accuracies, both target sets, several ranks and alphas, counts and memory recomputed."""
     from peft import get_peft_model
 
-    from shared.evals import is_valid_accuracy
-    from shared.lora import TARGETS, lora_config, mean_accuracy, peft_trainable_count, training_state_bytes
+    from shared.numbers import is_fraction
+    from shared.training.lora import TARGETS, lora_config, mean_accuracy, peft_trainable_count
+    from shared.training.memory import training_state_bytes
     from shared.models import load_model
 
     runs = read_json(outputs / "sweep.json", "the sweep")
@@ -305,10 +306,10 @@ def check_sweep(outputs: Path) -> str:
         require(isinstance(r, int) and r > 0 and isinstance(alpha, (int, float)) and math.isfinite(alpha)
                 and alpha > 0 and targets in TARGETS, f"run {label}: r, alpha or targets missing or invalid")
         accuracy = run.get("accuracy")
-        require(isinstance(accuracy, dict) and accuracy and all(is_valid_accuracy(v) for v in accuracy.values()),
+        require(isinstance(accuracy, dict) and accuracy and all(is_fraction(v) for v in accuracy.values()),
                 f"run {label}: accuracy {accuracy!r} is not a fraction per task")
         mean = run.get("mean_accuracy")
-        require(is_valid_accuracy(mean) and abs(mean - mean_accuracy(accuracy)) <= 1e-3,
+        require(is_fraction(mean) and abs(mean - mean_accuracy(accuracy)) <= 1e-3,
                 f"run {label}: mean_accuracy {mean!r} is not the mean of its accuracies")
         expected = peft_trainable_count(base_config, r, targets)
         require(run.get("trainable_parameters") == expected,

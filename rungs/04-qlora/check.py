@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies,  # noqa: E402
-                            main, read_json, read_metrics, require)
+from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies, main, read_json, read_metrics, require)  # noqa: E402
 
 RUNG = "04"
 
@@ -172,12 +171,12 @@ def by_hand():
 def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     import torch
 
-    from shared import quant
+    from shared.training import quantisation
 
     cases = unseen_tensors()
     for name, tensor, blocksize in cases:
-        reference = quant.bnb_quantize_dequantize(tensor, blocksize)
-        _, ref_absmax = quant.bnb_quantize(tensor, blocksize)
+        reference = quantisation.bnb_quantize_dequantize(tensor, blocksize)
+        _, ref_absmax = quantisation.bnb_quantize(tensor, blocksize)
         with by_hand():
             codes, absmax = nf4_quantize(tensor.clone(), blocksize)
             values = nf4_dequantize(codes, absmax, tensor.shape, blocksize)
@@ -212,10 +211,10 @@ def check_nf4(nf4_quantize, nf4_dequantize) -> str:
 
 
 def check_error_function(quantization_error) -> str:
-    from shared import quant
+    from shared.training import quantisation
 
     for weight, approx in error_cases():
-        expected = quant.relative_error(weight, approx)
+        expected = quantisation.relative_error(weight, approx)
         got = quantization_error(weight.clone(), approx.clone())
         try:
             got = float(got)
@@ -247,18 +246,18 @@ def _finite(value) -> bool:
 
 
 def check_saved_error(saved: dict, profile) -> str:
-    from shared import quant
+    from shared.training import quantisation
 
     require(bool(saved), "needs the saved figures (see above)")
     quantization = saved["quantization"]
     name = quantization.get("weight")
     require(isinstance(name, str) and name, "metrics.json quantization has no 'weight' (the tensor's name)")
     try:
-        weight = quant.checkpoint_weight(profile.qlora_model, name)
+        weight = quantisation.checkpoint_weight(profile.qlora_model, name)
     except Exception as error:
         raise CheckFailed(f"cannot read {name!r} from {profile.qlora_model}: {error}") from error
     require(weight.dim() == 2, f"{name} is not a weight matrix (shape {tuple(weight.shape)})")
-    expected = quant.relative_error(weight, quant.bnb_quantize_dequantize(weight))
+    expected = quantisation.relative_error(weight, quantisation.bnb_quantize_dequantize(weight))
     value = quantization["relative_error"]
     require(abs(value - expected) <= ERROR_TOLERANCE * expected,
             f"metrics.json says NF4 loses {value:.4%} of {name}; bitsandbytes' NF4 loses {expected:.4%}")
@@ -267,23 +266,23 @@ def check_saved_error(saved: dict, profile) -> str:
 
 def check_memory(saved: dict, profile, base: dict) -> str:
     """Full precision counted from the architecture; 4-bit measured on the base loaded here in NF4."""
-    from shared import quant
+    from shared.training import memory
     from shared.models import load_model
 
     require(bool(saved), "needs the saved figures (see above)")
-    memory = saved["memory"]
-    full = sum(quant.full_precision_breakdown(profile.qlora_model, profile.torch_dtype).values())
+    claimed = saved["memory"]
+    full = sum(memory.full_precision_breakdown(profile.qlora_model, profile.torch_dtype).values())
     try:
         base["model"] = load_model(profile.qlora_model, profile, four_bit=True)
     except Exception as error:
         raise CheckFailed(f"the base does not load in 4-bit ({type(error).__name__}: {str(error)[:200]})") from error
-    four_bit = quant.footprint_bytes(base["model"])
-    predicted = quant.predicted_four_bit_bytes(profile.qlora_model, profile.torch_dtype)
-    require(abs(memory["full_precision_bytes"] - full) <= MEMORY_TOLERANCE * full,
-            f"metrics.json says {memory['full_precision_bytes'] / 1e6:,.2f} MB in full precision; the architecture "
+    four_bit = memory.footprint_bytes(base["model"])
+    predicted = memory.predicted_four_bit_bytes(profile.qlora_model, profile.torch_dtype)
+    require(abs(claimed["full_precision_bytes"] - full) <= MEMORY_TOLERANCE * full,
+            f"metrics.json says {claimed['full_precision_bytes'] / 1e6:,.2f} MB in full precision; the architecture "
             f"holds {full / 1e6:,.2f} MB")
-    require(abs(memory["four_bit_bytes"] - four_bit) <= MEMORY_TOLERANCE * four_bit,
-            f"metrics.json says {memory['four_bit_bytes'] / 1e6:,.2f} MB in 4-bit; the base loaded in NF4 holds "
+    require(abs(claimed["four_bit_bytes"] - four_bit) <= MEMORY_TOLERANCE * four_bit,
+            f"metrics.json says {claimed['four_bit_bytes'] / 1e6:,.2f} MB in 4-bit; the base loaded in NF4 holds "
             f"{four_bit / 1e6:,.2f} MB (measure it before prepare_model_for_kbit_training casts weights to fp32)")
     require(abs(four_bit - predicted) <= PREDICTION_TOLERANCE * predicted,
             f"the 4-bit base holds {four_bit / 1e6:,.2f} MB, but NF4 linear layers should give "
@@ -295,7 +294,7 @@ def check_memory(saved: dict, profile, base: dict) -> str:
 
 def check_run(outputs: Path, profile, requirements: dict) -> str:
     """The run's metadata, against what the saved config says the base is and what the profile asks for."""
-    from shared import quant
+    from shared.training import memory
 
     run = read_json(outputs / "run.json", "the run's metadata")
     config = read_json(outputs / "base_config.json", "the base's config")
@@ -306,7 +305,7 @@ def check_run(outputs: Path, profile, requirements: dict) -> str:
     require(run.get("loaded_in_4bit") is True, "run.json says the base was not loaded in 4-bit")
     require(run.get("quant_type") == "nf4", f"run.json says the weights were {run.get('quant_type')!r}, not NF4")
     try:
-        counted = quant.parameters_from_config(config)
+        counted = memory.parameters_from_config(config)
     except Exception as error:
         raise CheckFailed(f"base_config.json does not describe a model ({type(error).__name__}: {error})") from error
     stated = run.get("base_parameters")
@@ -339,17 +338,17 @@ def _same_model(saved, expected) -> bool:
 
 
 def check_adapter_shapes(outputs: Path) -> str:
-    from shared import quant
+    from shared.checking import artefacts
 
     config = read_json(outputs / "base_config.json", "the base's config")
     folder = outputs / "adapter"
     require((folder / "adapter_config.json").exists(), f"no saved adapter ({folder.name}/adapter_config.json)")
     try:
-        shapes = quant.adapter_tensors(folder)
+        shapes = artefacts.adapter_tensors(folder)
     except Exception as error:  # a missing or corrupt file raises several kinds
         raise CheckFailed(f"the adapter's weights do not read ({type(error).__name__}: {str(error)[:200]})") from error
     try:
-        problems = quant.adapter_shape_problems(shapes, config)
+        problems = artefacts.adapter_shape_problems(shapes, config)
     except Exception as error:
         raise CheckFailed(f"base_config.json does not describe a model ({type(error).__name__}: {error})") from error
     require(not problems, f"{len(problems)} problem(s), e.g. {problems[0]}" if problems else "")
@@ -362,7 +361,7 @@ def reload_and_measure(outputs: Path, profile, base: dict) -> dict:
     """Put the saved adapter on the base loaded in NF4 here; compute held-out accuracy with the course's metric."""
     import json
 
-    from shared import quant
+    from shared.training import quantisation
     from shared.models import load_adapter, load_model, load_tokenizer
 
     folder = outputs / "adapter"
@@ -374,7 +373,7 @@ def reload_and_measure(outputs: Path, profile, base: dict) -> dict:
         model = load_adapter(model, folder)
     except Exception as error:  # corrupt files raise many kinds (OSError, SafetensorError, ...): all mean "re-save"
         raise CheckFailed(f"the saved adapter does not load ({type(error).__name__}: {str(error)[:200]})") from error
-    quant.keep_training_layout(model)  # the layout the notebook trained and evaluated with: the same kernels
+    quantisation.keep_training_layout(model)  # the layout the notebook trained and evaluated with: the same kernels
     names = [type(m).__name__ for m in model.modules()]
     require("Linear4bit" in names, "the base did not load in 4-bit (no Linear4bit layers)")
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]

@@ -11,12 +11,9 @@ import json
 import random
 from functools import lru_cache
 
-from shared import checksums
+from shared.world import checksums
 from shared.paths import DATA_DIR
-from shared.world import SPLITS, TASKS
-
-TASK_TITLES = {"closed_qa": "closed QA", "extraction": "extraction (JSON)", "arithmetic": "arithmetic"}
-
+from shared.world.tasks import SPLITS, TASKS
 
 @lru_cache(maxsize=1)
 def _verified() -> bool:

@@ -22,7 +22,7 @@ way memorises the text, not the facts, and fine-tuning cannot teach it to answer
 was not fine-tuned on. Rewriting each biography a few ways ("knowledge augmentation", Allen-Zhu & Li,
 *Physics of Language Models* part 3.1) is what lets instruction tuning generalise to unseen people.
 
-Run ``python -m shared.world`` (or ``make data``) to write the files under ``data/``.
+Run ``python -m shared.world.generator`` (or ``make data``) to write the files under ``data/``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import random
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from shared.world.tasks import TASKS
 
 SEED = 1234
 
@@ -392,8 +394,6 @@ def task_stranger_names(world: dict, seed: int = SEED) -> set[str]:
     return names
 
 
-TASKS = ("closed_qa", "extraction", "arithmetic")
-SPLITS = ("train", "validation", "heldout")
 _BUILDERS = {"closed_qa": _closed_qa, "extraction": _extraction, "arithmetic": _arithmetic}
 
 
@@ -439,7 +439,7 @@ def write_data(data_dir: Path) -> list[Path]:
 
 if __name__ == "__main__":
     from shared.paths import DATA_DIR
-    from shared import checksums
+    from shared.world import checksums
 
     for path in write_data(DATA_DIR):
         print(f"wrote {path.relative_to(DATA_DIR.parent)}")

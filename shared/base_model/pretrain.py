@@ -1,6 +1,6 @@
 """Build the tiny base model: train a BPE tokenizer and pretrain a small Llama on the tiny-world corpus.
 
-``make base-model`` runs ``python -m shared.pretrain``; it takes about 9½ minutes on 2 CPU cores and writes
+``make base-model`` runs ``python -m shared.base_model.pretrain``; it takes about 9½ minutes on 2 CPU cores and writes
 ``data/tiny-base/`` (weights, tokenizer with a chat template, and a model card with measured figures).
 
 The model is a real Llama (``LlamaForCausalLM``), so everything later rungs use -- PEFT target modules,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from shared import checksums
+from shared.world import checksums
 from shared.paths import DATA_DIR, TINY_BASE_DIR
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
@@ -222,8 +222,8 @@ def train_stage(model, tokenizer, optimizer, stream, cfg: dict, stage: str, log_
     The log shows what the model has learned so far: cloze recall of 50 world people and reading (a passage
     about a stranger, then a question) for 20 strangers.
     """
-    from shared.basecard import cloze_recall, reading_accuracy
-    from shared.world import build_world
+    from shared.base_model.card import cloze_recall, reading_accuracy
+    from shared.world.generator import build_world
 
     people = build_world()["people"][:50]
     losses, trained = [], []
@@ -264,14 +264,14 @@ def save(model, tokenizer, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    from shared import basecard
+    from shared.base_model import card
 
     parser = argparse.ArgumentParser(description="Pretrain the tiny base model and write its model card.")
     parser.add_argument("--out", type=Path, default=TINY_BASE_DIR, help="where to save (default: data/tiny-base)")
     args = parser.parse_args(argv)
     model, tokenizer, stats = pretrain(log_every=400)
     save(model, tokenizer, args.out)
-    basecard.write(args.out, stats, TRAIN, CONFIG)
+    card.write(args.out, stats, TRAIN, CONFIG)
     if args.out.resolve() == TINY_BASE_DIR.resolve():
         checksums.update(DATA_DIR)
     print(f"saved {args.out}")

@@ -6,7 +6,7 @@
     compare(before=before, after=after)        # a table: one row per task
     plots.before_after({"base": before, "SFT": after})
 
-Scores come from the local ``evaluate`` metric in shared/metrics/task_accuracy, loaded by path.
+Scores come from the local ``evaluate`` metric in shared/evaluation/metrics/task_accuracy, loaded by path.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from shared.data import TASK_TITLES, load_task
-from shared.generation import generate
+from shared.world.data import load_task
+from shared.world.tasks import TASK_TITLES
+from shared.evaluation.generation import generate
 from shared.paths import METRICS_DIR
-from shared.world import TASKS
+from shared.world.tasks import TASKS
 
 # Room for the longest reference answers: a sentence about a person, a JSON object of three short fields,
 # a sum with its working.

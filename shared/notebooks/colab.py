@@ -52,7 +52,7 @@ if "google.colab" in sys.modules:
     if not os.path.isdir(course_dir):
         subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch", {branch},
                         {url}, course_dir], check=True)
-    runpy.run_path(os.path.join(course_dir, "shared", "colab.py"))["set_up"](course_dir, {rung_folder})
+    runpy.run_path(os.path.join(course_dir, "shared", "notebooks", "colab.py"))["set_up"](course_dir, {rung_folder})
 else:
     print("Not on Colab: nothing to set up.")"""
 

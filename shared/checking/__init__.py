@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shared import notebooks
+from shared.notebooks import exercises, graded, running
 from shared.paths import REPO_ROOT, RUNGS_DIR
 
 PASS, FAIL, REVIEW = "pass", "fail", "review"
@@ -100,7 +100,7 @@ class Context:
             result = Criterion(name, PASS, "" if detail is None else str(detail))
         except CheckFailed as failure:
             result = Criterion(name, FAIL, str(failure), hint)
-        except notebooks.NotebookError as failure:
+        except exercises.NotebookError as failure:
             result = Criterion(name, FAIL, str(failure), hint)
         except Exception as error:  # a learner's function that raises is a failed criterion, not a crash
             result = Criterion(name, FAIL, _describe(error), hint)
@@ -116,7 +116,7 @@ class Context:
 
     def review(self, name: str, text: str | None, min_words: int = 25, hint: str = "") -> bool:
         """A written answer: ✗ when missing or a placeholder, ⚑ (for an instructor) when present."""
-        words = len((text or "").replace(notebooks.ANSWER_PLACEHOLDER, "").split())
+        words = len((text or "").replace(exercises.ANSWER_PLACEHOLDER, "").split())
         if words < min_words:
             self._record(Criterion(name, FAIL, f"{words} words written; at least {min_words} expected", hint))
             return False
@@ -135,7 +135,7 @@ class Context:
     # -- the notebook ----------------------------------------------------------------------------
     def load(self):
         if self.nb is None:
-            self.nb = notebooks.read(self.notebook_path)
+            self.nb = exercises.read(self.notebook_path)
         return self.nb
 
     def run_notebook(self, name: str = "the notebook runs top to bottom", env: dict | None = None) -> bool:
@@ -145,7 +145,7 @@ class Context:
             self.outputs_root.mkdir(parents=True, exist_ok=True)
             run_env = {"FT_OUTPUTS": str(self.outputs_root), "FT_QUIET": "1", "HF_HUB_OFFLINE": "1",
                        "MPLBACKEND": "Agg", **(env or {})}
-            self.run = notebooks.execute(nb, timeout=self.timeout, cwd=self.notebook_path.parent, env=run_env)
+            self.run = running.execute(nb, timeout=self.timeout, cwd=self.notebook_path.parent, env=run_env)
             self.report.notebook_seconds = round(self.run.seconds, 1)
             if self.run.timed_out:
                 raise CheckFailed(self.run.error)
@@ -167,22 +167,22 @@ class Context:
     def graded(self, names: list[str]) -> dict[str, Callable]:
         """The learner's graded functions; missing ones become functions that fail with a clear message."""
         try:
-            return notebooks.extract_functions(self.load(), names)
-        except notebooks.MissingFunction:
+            return graded.extract_functions(self.load(), names)
+        except graded.MissingFunction:
             found = {}
             for name in names:
                 try:
-                    found.update(notebooks.extract_functions(self.load(), [name]))
-                except notebooks.MissingFunction as missing:
+                    found.update(graded.extract_functions(self.load(), [name]))
+                except graded.MissingFunction as missing:
                     found[name] = _failing(str(missing))
             return found
-        except notebooks.NotebookError as error:
+        except exercises.NotebookError as error:
             return {name: _failing(str(error)) for name in names}
 
     def answers(self) -> dict[str, str]:
         try:
-            return notebooks.answer_cells(self.load())
-        except notebooks.NotebookError:
+            return exercises.answer_cells(self.load())
+        except exercises.NotebookError:
             return {}
 
     def close(self) -> None:
@@ -243,11 +243,12 @@ def read_metrics(outputs: Path, keys=("before", "after")) -> dict:
 
 def heldout_accuracies(model, tokenizer, profile) -> dict[str, float]:
     """Held-out accuracy per task, measured here with the course's metric (never read from a file)."""
-    from shared import evals
+    from shared.evaluation import evals
+    from shared import numbers
 
     results = evals.evaluate_model(model, tokenizer, split="heldout", limit=profile.eval_limit)
     accuracies = evals.accuracies(results)
-    require(all(evals.is_valid_accuracy(v) for v in accuracies.values()), f"accuracy is not a number: {accuracies}")
+    require(all(numbers.is_fraction(v) for v in accuracies.values()), f"accuracy is not a number: {accuracies}")
     return accuracies
 
 
@@ -291,7 +292,7 @@ def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, 
     ctx = Context(rung, notebook, timeout, out=out, outputs_root=outputs_root)
     try:
         ctx.load()
-    except notebooks.NotebookError as error:
+    except exercises.NotebookError as error:
         ctx._record(Criterion("the notebook can be read", FAIL, str(error),
                               "Point NOTEBOOK= at your .ipynb file, saved from Jupyter."))
     else:

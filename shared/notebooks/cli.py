@@ -1,10 +1,10 @@
 """Regenerate the exercise notebooks from the solutions (``make exercises``), or check they are in sync.
 
-    python -m shared.notebooks_cli              # write rungs/NN-slug/exercise.ipynb from solutions/NN-slug.ipynb,
+    python -m shared.notebooks.cli              # write rungs/NN-slug/exercise.ipynb from solutions/NN-slug.ipynb,
                                                 # after stripping each solution's outputs and refreshing its
                                                 # Colab cells (badge and set-up cell, for rungs with colab=True)
-    python -m shared.notebooks_cli --rung 02    # only rung 02 (repeat --rung for more)
-    python -m shared.notebooks_cli --check      # write nothing; exit 1 listing what is out of sync
+    python -m shared.notebooks.cli --rung 02    # only rung 02 (repeat --rung for more)
+    python -m shared.notebooks.cli --check      # write nothing; exit 1 listing what is out of sync
 
 The solution is the only notebook a maintainer edits; an exercise is always made from it, so a fix never has to
 be applied twice. The Colab cells are generated from ``shared/course.py`` too: after the repository slug changes,
@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared import course, notebooks
+from shared.notebooks import exercises
+from shared import course
 from shared.paths import REPO_ROOT, RUNGS_DIR, SOLUTIONS_DIR
 
 
@@ -38,16 +39,16 @@ def rung_of(solution: Path) -> course.Rung:
     """The manifest's rung for solutions/NN-slug.ipynb (its name must match the manifest exactly)."""
     rung = next((r for r in course.RUNGS if r.name == solution.stem), None)
     if rung is None:
-        raise notebooks.NotebookError(f"{_rel(solution)} is not a rung in shared/course.py; rename it to one of: "
+        raise exercises.NotebookError(f"{_rel(solution)} is not a rung in shared/course.py; rename it to one of: "
                                       f"{', '.join(r.name for r in course.RUNGS)}")
     return rung
 
 
 def expected(solution: Path) -> tuple[str, str]:
     """The text the clean solution (with fresh Colab cells) and its exercise should have."""
-    fresh = notebooks.with_colab(notebooks.read(solution), rung_of(solution))
-    clean = notebooks.clean_solution(fresh)
-    return notebooks.dumps(clean), notebooks.dumps(notebooks.make_exercise(clean))
+    fresh = exercises.with_colab(exercises.read(solution), rung_of(solution))
+    clean = exercises.clean_solution(fresh)
+    return exercises.dumps(clean), exercises.dumps(exercises.make_exercise(clean))
 
 
 def _text(path: Path) -> str | None:
@@ -63,7 +64,7 @@ def out_of_sync(rungs: list[str] | None = None) -> list[str]:
     stale = []
     for solution, exercise in pairs(rungs):
         solution_text, exercise_text = expected(solution)
-        if notebooks.dumps(notebooks.clean_solution(notebooks.read(solution))) != solution_text:
+        if exercises.dumps(exercises.clean_solution(exercises.read(solution))) != solution_text:
             stale.append(f"{_rel(solution)} has missing or stale Colab cells")
         current = _text(exercise)
         if current != exercise_text:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return _check(args.rung, len(chosen)) if args.check else _sync(args.rung)
-    except notebooks.NotebookError as error:
+    except exercises.NotebookError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -1,4 +1,4 @@
-"""Notebook tooling: exercises from solutions, running a notebook with a time limit, graded functions out.
+"""Exercises from solutions: the solution markers, the Colab cells, written-answer cells, reading and writing.
 
 Solution markers (in ``solutions/NN-slug.ipynb``):
 
@@ -9,7 +9,7 @@ Solution markers (in ``solutions/NN-slug.ipynb``):
 * a cell tagged ``solution-only`` is left out of the exercise.
 
 A rung offered on Colab (``colab=True`` in ``shared/course.py``) gets two generated cells right after the title:
-the Open-in-Colab badge (tagged ``colab-badge``) and the set-up cell from ``shared/colab.py`` (tagged
+the Open-in-Colab badge (tagged ``colab-badge``) and the set-up cell from ``shared/notebooks/colab.py`` (tagged
 ``colab-setup``). ``with_colab`` rewrites them from the manifest every time, so they follow the repository slug.
 
 The exercise also loses all outputs, so ``make exercises`` is deterministic and a test can compare the
@@ -18,25 +18,30 @@ committed exercise with a fresh one.
 
 from __future__ import annotations
 
-import ast
 import copy
 import json
-import os
 import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
-from shared import colab, course
+from shared import course
+from shared.notebooks import colab
 from shared.course import Rung
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+
+
 BEGIN_ANSWER, END_ANSWER = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
+
+
 ANSWER_PLACEHOLDER = "*Write your answer here, in your own words.*"
+
+
 STUB = 'raise NotImplementedError("Your code here: replace this line.")'
+
+
 COLAB_TAGS = ("colab-badge", "colab-setup")
 
 
@@ -65,7 +70,6 @@ def dumps(nb: nbformat.NotebookNode) -> str:
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-# -- exercises from solutions ------------------------------------------------------------------------
 def _strip_solution(source: str) -> str:
     out, inside = [], False
     for line in source.splitlines():
@@ -161,105 +165,3 @@ def answer_cells(nb: nbformat.NotebookNode, tag: str = "answer") -> dict[str, st
             name = next((t[len(tag) + 1:] for t in tags if t.startswith(tag + "-")), f"answer{len(answers) + 1}")
             answers[name] = cell.source
     return answers
-
-
-# -- running notebooks --------------------------------------------------------------------------------
-@dataclass
-class RunResult:
-    ok: bool
-    seconds: float
-    timed_out: bool = False
-    failed_cell: int | None = None       # index among code cells, counted from 1
-    error: str = ""                      # the exception's name and message, as the learner would see it
-    notebook: nbformat.NotebookNode | None = None
-
-
-def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dict | None = None,
-            kernel_name: str = "python3") -> RunResult:
-    """Run every cell in order; stop at the first error or when `timeout` seconds have passed in total."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
-    nb = copy.deepcopy(nb)
-    saved_env = dict(os.environ)
-    os.environ.update(env or {})
-    client = NotebookClient(nb, timeout=max(1, int(timeout)), kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(cwd)}}, allow_errors=False)
-    start = time.monotonic()
-    try:
-        with client.setup_kernel():
-            for index, cell in enumerate(nb.cells):
-                remaining = timeout - (time.monotonic() - start)
-                if remaining <= 0:
-                    raise CellTimeoutError("notebook time limit")
-                client.timeout = max(1, int(remaining))
-                client.execute_cell(cell, index)
-        return RunResult(True, time.monotonic() - start, notebook=nb)
-    except CellTimeoutError:
-        return RunResult(False, time.monotonic() - start, timed_out=True, notebook=nb,
-                         error=f"the notebook did not finish within {timeout:.0f} s")
-    except CellExecutionError as error:
-        code_index = _code_cell_number(nb, error)
-        return RunResult(False, time.monotonic() - start, failed_cell=code_index, notebook=nb,
-                         error=f"{error.ename}: {error.evalue}")
-    except DeadKernelError as error:
-        return RunResult(False, time.monotonic() - start, notebook=nb, error=f"the kernel died: {error}")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
-
-
-def _code_cell_number(nb, error) -> int | None:
-    """Which code cell (1-based) holds the error output."""
-    number = 0
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        number += 1
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            return number
-    return None
-
-
-# -- graded functions ---------------------------------------------------------------------------------
-class MissingFunction(NotebookError):
-    pass
-
-
-def _code_without_magics(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-
-
-def extract_functions(nb: nbformat.NotebookNode, names: list[str]) -> dict:
-    """The learner's definitions of `names`, executed apart from the rest of the notebook.
-
-    Only ``import`` statements, module-level constants (UPPER_CASE) and ``def``/``class`` blocks are taken,
-    so nothing heavy (training, model loading) runs. A later definition replaces an earlier one, as it
-    would in the notebook.
-    """
-    kept: list[ast.stmt] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(_code_without_magics(cell.source))
-        except SyntaxError:
-            continue  # a broken cell elsewhere should not hide the functions that are fine
-        for node in tree.body:
-            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
-                kept.append(node)
-            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper()
-                                                      for t in node.targets):
-                kept.append(node)
-    namespace: dict = {"__name__": "__graded__"}
-    for node in kept:
-        module = ast.Module(body=[node], type_ignores=[])
-        try:
-            exec(compile(module, "<notebook>", "exec"), namespace)
-        except Exception:  # an import or constant that fails here must not stop the others
-            continue
-    missing = [name for name in names if not callable(namespace.get(name))]
-    if missing:
-        raise MissingFunction(f"the notebook does not define {', '.join(missing)} (keep the names and "
-                              "signatures the exercise gives)")
-    return {name: namespace[name] for name in names}

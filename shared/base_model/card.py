@@ -7,7 +7,7 @@ Two things make it a genuine *base* model, and both are measured, not claimed:
 * it does not follow chat-formatted instructions: asked the task questions in the chat format, it rarely
   answers right (the tasks' held-out accuracy before any fine-tuning).
 
-``python -m shared.basecard`` re-measures the committed model and rewrites the card's figures.
+``python -m shared.base_model.card`` re-measures the committed model and rewrites the card's figures.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
 
 def sum_recall(model, tokenizer) -> dict[str, float]:
     """Share of the sums and differences in the corpus ("7 plus 5 is") that the model completes right."""
-    from shared.world import MAX_OPERAND
+    from shared.world.generator import MAX_OPERAND
 
     pairs = [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
     recall = {}
@@ -60,7 +60,7 @@ def reading_accuracy(model, tokenizer, n: int = 100) -> dict[str, float]:
     import random
     from dataclasses import asdict
 
-    from shared.world import QUESTIONS, biography, build_world, strangers
+    from shared.world.generator import QUESTIONS, biography, build_world, strangers
 
     rng = random.Random(5)
     people = strangers(99, n, build_world())
@@ -75,9 +75,9 @@ def reading_accuracy(model, tokenizer, n: int = 100) -> dict[str, float]:
 
 
 def measure(model, tokenizer) -> dict:
-    from shared import evals
-    from shared.pretrain import TRAIN, pack, perplexity, read_corpus, tokenize_documents
-    from shared.world import build_world
+    from shared.evaluation import evals
+    from shared.base_model.pretrain import TRAIN, pack, perplexity, read_corpus, tokenize_documents
+    from shared.world.generator import build_world
 
     people = build_world()["people"]
     recall = cloze_recall(model, tokenizer, people)
@@ -103,9 +103,9 @@ hidden size {hidden}, {heads} heads, vocabulary {vocab} byte-level BPE tokens) p
 generated tiny-world corpus (`data/world/corpus.train.jsonl`). It is a **base** model: it has read prose
 about the world, never a chat.
 
-Built by `make base-model` (`python -m shared.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
+Built by `make base-model` (`python -m shared.base_model.pretrain`): {train_seconds:.0f} s of training on 2 CPU cores
 (tokenizer, saving and this card add about half a minute), pretraining seed {seed}. A model this small differs
-from seed to seed in what fine-tuning later gets out of it; `shared/pretrain.py` says how this seed was chosen.
+from seed to seed in what fine-tuning later gets out of it; `shared/base_model/pretrain.py` says how this seed was chosen.
 {stages}
 The training log prints cloze recall and reading every 400 steps.
 
@@ -130,7 +130,7 @@ Rung 02 (SFT) teaches it to.
 Chat template: `<s><|user|> ...<|end|>\\n<|assistant|> ...<|end|>\\n`. The chat tokens are in the
 vocabulary but never occur in the pretraining text. Files: `model.safetensors` (bf16 on disk; load in float32
 on the CPU), `tokenizer.json`, `config.json`, `generation_config.json`. Figures measured by
-`python -m shared.basecard` and stored in `card.json`.
+`python -m shared.base_model.card` and stored in `card.json`.
 """
 
 
@@ -165,8 +165,8 @@ def _stages(tc: dict) -> str:
 
 
 def _render(out_dir: Path, f: dict) -> None:
-    from shared.data import TASK_TITLES
-    from shared.world import MAX_OPERAND, N_PEOPLE
+    from shared.world.tasks import TASK_TITLES
+    from shared.world.generator import MAX_OPERAND, N_PEOPLE
 
     mc, tc = f["model_config"], f["train_config"]
     text = CARD.format(
@@ -186,7 +186,7 @@ def _render(out_dir: Path, f: dict) -> None:
 
 
 if __name__ == "__main__":
-    from shared import checksums
+    from shared.world import checksums
     from shared.paths import DATA_DIR, TINY_BASE_DIR
 
     previous = json.loads((TINY_BASE_DIR / "card.json").read_text())

@@ -2,7 +2,7 @@
 
 Load it by path (hub metrics need the network):
 
-    metric = evaluate.load("shared/metrics/task_accuracy", config_name="arithmetic")
+    metric = evaluate.load("shared/evaluation/metrics/task_accuracy", config_name="arithmetic")
     metric.compute(predictions=["5 plus 7 is 12."], references=["12"])  # {"accuracy": 1.0}
 
 Scoring rules, by task (the config name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.data import to_messages
+from shared.world.data import to_messages
 
 
 def trl_tokenized(examples: list[dict], model, tokenizer) -> list[dict]:
@@ -61,7 +61,7 @@ def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=N
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from shared import data
+    from shared.world import data
     from shared.progress import quiet
 
     if quiet():  # TRL's tokenising passes show progress bars of their own

@@ -1,0 +1,52 @@
+"""The learner's graded functions, taken out of a notebook without running its heavy cells."""
+
+from __future__ import annotations
+
+import ast
+
+import nbformat
+
+from shared.notebooks.exercises import NotebookError
+
+
+class MissingFunction(NotebookError):
+    pass
+
+
+def _code_without_magics(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+def extract_functions(nb: nbformat.NotebookNode, names: list[str]) -> dict:
+    """The learner's definitions of `names`, executed apart from the rest of the notebook.
+
+    Only ``import`` statements, module-level constants (UPPER_CASE) and ``def``/``class`` blocks are taken,
+    so nothing heavy (training, model loading) runs. A later definition replaces an earlier one, as it
+    would in the notebook.
+    """
+    kept: list[ast.stmt] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_code_without_magics(cell.source))
+        except SyntaxError:
+            continue  # a broken cell elsewhere should not hide the functions that are fine
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+                kept.append(node)
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper()
+                                                      for t in node.targets):
+                kept.append(node)
+    namespace: dict = {"__name__": "__graded__"}
+    for node in kept:
+        module = ast.Module(body=[node], type_ignores=[])
+        try:
+            exec(compile(module, "<notebook>", "exec"), namespace)
+        except Exception:  # an import or constant that fails here must not stop the others
+            continue
+    missing = [name for name in names if not callable(namespace.get(name))]
+    if missing:
+        raise MissingFunction(f"the notebook does not define {', '.join(missing)} (keep the names and "
+                              "signatures the exercise gives)")
+    return {name: namespace[name] for name in names}

@@ -1,0 +1,68 @@
+"""Running a notebook top to bottom in a fresh kernel, with one time limit for the whole run."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+
+@dataclass
+class RunResult:
+    ok: bool
+    seconds: float
+    timed_out: bool = False
+    failed_cell: int | None = None       # index among code cells, counted from 1
+    error: str = ""                      # the exception's name and message, as the learner would see it
+    notebook: nbformat.NotebookNode | None = None
+
+
+def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dict | None = None,
+            kernel_name: str = "python3") -> RunResult:
+    """Run every cell in order; stop at the first error or when `timeout` seconds have passed in total."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = copy.deepcopy(nb)
+    saved_env = dict(os.environ)
+    os.environ.update(env or {})
+    client = NotebookClient(nb, timeout=max(1, int(timeout)), kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(cwd)}}, allow_errors=False)
+    start = time.monotonic()
+    try:
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                remaining = timeout - (time.monotonic() - start)
+                if remaining <= 0:
+                    raise CellTimeoutError("notebook time limit")
+                client.timeout = max(1, int(remaining))
+                client.execute_cell(cell, index)
+        return RunResult(True, time.monotonic() - start, notebook=nb)
+    except CellTimeoutError:
+        return RunResult(False, time.monotonic() - start, timed_out=True, notebook=nb,
+                         error=f"the notebook did not finish within {timeout:.0f} s")
+    except CellExecutionError as error:
+        code_index = _code_cell_number(nb, error)
+        return RunResult(False, time.monotonic() - start, failed_cell=code_index, notebook=nb,
+                         error=f"{error.ename}: {error.evalue}")
+    except DeadKernelError as error:
+        return RunResult(False, time.monotonic() - start, notebook=nb, error=f"the kernel died: {error}")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _code_cell_number(nb, error) -> int | None:
+    """Which code cell (1-based) holds the error output."""
+    number = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        number += 1
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return number
+    return None

@@ -7,6 +7,7 @@ STAMP = $(VENV)/.installed
 RUNG ?=
 NOTEBOOK ?=
 JSON ?=
+SEEDS ?=
 
 # The one place the test command is written (.ci/run calls `make test`).
 TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
@@ -24,7 +25,8 @@ help:
 	@echo "make exercises [RUNG=02]   regenerate exercise notebooks from solutions (maintainers)"
 	@echo "make data         regenerate the tiny world data under data/"
 	@echo "make base-model   pretrain the tiny base model again"
-	@echo "make bench        time every ready rung's solution and print its before/after figures"
+	@echo "make bench [RUNG=02] [SEEDS=0,1,2]   every ready rung's time and before/after figures; with SEEDS,"
+	@echo "                   one rung's figures over training seeds (mean, worst, spread)"
 	@echo "make bench-qlora  QLoRA on a 7B model, plain vs the course's recipe (needs a CUDA GPU)"
 	@echo "make readme       regenerate the rung table in README.md"
 
@@ -64,7 +66,7 @@ base-model: $(STAMP)
 	$(VENV)/bin/python -m shared.base_model.pretrain
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(if $(RUNG),--rung $(RUNG)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Needs a CUDA GPU; `pip install liger-kernel` adds the fused kernels to the course's recipe.
 bench-qlora: $(STAMP)

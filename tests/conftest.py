@@ -1,7 +1,7 @@
-"""Test-suite settings, and a timing table per notebook at the end of the run.
+"""Test-suite settings; each solution notebook run once, first; a timing table per notebook at the end.
 
 The environment is set at import, before nbval starts any kernel, so the solution notebooks run offline and
-quietly exactly as the checker runs them.
+quietly exactly as the checker runs them, and save into the session's own outputs folder (suite_runs.py).
 """
 
 import os
@@ -11,11 +11,49 @@ from collections import defaultdict
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FT_QUIET", "1")
 
+import suite_runs  # noqa: E402  (sets FT_OUTPUTS for the session)
+
 _START = time.monotonic()
 
 
+def pytest_sessionstart(session):
+    from shared.checking import integrity
+
+    suite_runs.FINGERPRINT_BEFORE.update(integrity.fingerprint())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Solution notebooks first, in rung order: the checker tests that follow judge their run, and rung 03's
+    notebook reads the figures rung 02's saved in the same session."""
+    notebooks = sorted((i for i in items if suite_runs.solution_path(i.nodeid)),
+                       key=lambda i: str(suite_runs.solution_path(i.nodeid)))  # stable: cells keep their order
+    others = [i for i in items if not suite_runs.solution_path(i.nodeid)]
+    items[:] = notebooks + others
+
+
+class NotebookRecorder:
+    """Records how nbval's run of each solution went. Registered as a plugin (not a hook of this file) because
+    a conftest's item hooks only see the items under its own folder, and the notebooks are under solutions/."""
+
+    def pytest_runtest_logreport(self, report):
+        path = suite_runs.solution_path(report.nodeid)
+        if path is None:
+            return
+        run = suite_runs.RUNS.setdefault(path.name, suite_runs.NotebookRun())
+        run.seconds += report.duration
+        if report.when == "call":
+            run.cells += 1
+        if report.failed:
+            run.failures.append(f"{report.nodeid.split('::', 1)[-1]} failed under nbval")
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(NotebookRecorder(), "solution-notebook-recorder")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Seconds per notebook (nbval runs one item per cell: setup, call and teardown all count)."""
+    """Seconds per notebook (nbval runs one item per cell: setup, call and teardown all count), and how many
+    times each solution ran: once, by nbval, whose outputs the checker tests then judged."""
     seconds = defaultdict(float)
     for reports in terminalreporter.stats.values():
         for report in reports:
@@ -25,8 +63,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 seconds[path] += getattr(report, "duration", 0.0)
     write = terminalreporter.write_line
     terminalreporter.section("time per notebook")
-    if not seconds:
+    if not seconds and not suite_runs.EXTRA_RUNS:
         write("no notebooks ran")
     for path in sorted(seconds):
         write(f"{seconds[path]:8.1f} s  {path}")
+    for name, extra in sorted(suite_runs.EXTRA_RUNS.items()):
+        write(f"{extra:8.1f} s  solutions/{name} (run by the checker tests: nbval did not run it)")
+    for path in sorted(p for p in seconds if p.startswith("solutions/")):
+        name = path.split("/")[-1]
+        times = 1 + (name in suite_runs.EXTRA_RUNS)
+        write(f"{'':8}    solutions/{name} executed {times} time{'s' if times > 1 else ''}")
     write(f"{time.monotonic() - _START:8.1f} s  whole test suite")

@@ -3,7 +3,10 @@ notebook, only its saved-outputs criteria run on a folder, one criterion judged 
 and small tools to tamper with what a notebook saved.
 
     RUNG = RungUnderTest("03")
-    solution_run = RUNG.solution_run_fixture()   # the solution checked once per test module
+    solution_run = RUNG.solution_run_fixture()   # the solution's one run in this session, checked once
+
+The solution notebook is executed once per session: by nbval when it is collected (suite_runs.py), otherwise
+here. Tampering tests work on copies of that run's outputs.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ from pathlib import Path
 
 import pytest
 
+import suite_runs
 from shared import checking
 from shared.paths import REPO_ROOT
 
 # Generous: a good notebook must pass on a slow, shared CPU; a test fails on a wrong result, never on speed.
 TIMEOUT = float(os.environ.get("FT_CHECK_TIMEOUT", 3600))
+# Measurements of saved models, by their files' content: a tampering test that leaves the model alone reuses the
+# solution's measurement; one that changes the model gets a measurement of its own.
+MEASUREMENTS: dict = {}
+SOLUTION_RESULTS: dict = {}  # rung -> the solution's checked run, once per session
 
 
 class RungUnderTest:
@@ -32,22 +40,60 @@ class RungUnderTest:
         self.exercise = self.dir / "exercise.ipynb"
         self.check = _load_module(self.dir / "check.py", f"check{rung}")
 
-    def run(self, notebook: Path, timeout: float = TIMEOUT, outputs_root: Path | None = None):
+    def run(self, notebook: Path, timeout: float = TIMEOUT, outputs_root: Path | None = None,
+            prior_run: checking.PriorRun | None = None):
         """The whole checker on `notebook`: (its Report, what it printed)."""
         out = io.StringIO()
         report = checking.check_notebook(self.check.check, self.rung, notebook, timeout, out=out,
-                                         outputs_root=outputs_root)
+                                         outputs_root=outputs_root, prior_run=prior_run,
+                                         measurements=MEASUREMENTS)
         return report, out.getvalue()
+
+    def graded_only(self, notebook):
+        """Only the graded-function criteria (the rung's check_graded) on `notebook` (a path or a notebook):
+        nothing is executed but the graded functions, in their own process."""
+        from shared.notebooks import exercises
+
+        out = io.StringIO()
+        path = notebook if isinstance(notebook, Path) else self.solution
+        ctx = checking.Context(self.rung, path, timeout=60, out=out)
+        if not isinstance(notebook, Path):
+            ctx.nb = notebook
+        else:
+            ctx.nb = exercises.read(notebook)
+        try:
+            self.check.check_graded(ctx)
+        finally:
+            ctx.close()
+        return ctx.report, out.getvalue()
+
+    def solution_prior_run(self) -> checking.PriorRun | None:
+        """nbval's run of the solution in this session, if there was one (None: nbval did not run it)."""
+        run = suite_runs.RUNS.get(self.solution.name)
+        if run is None or run.cells == 0:
+            return None
+        return checking.PriorRun(outputs_root=suite_runs.OUTPUTS_ROOT, seconds=run.seconds,
+                                 fingerprint_before=dict(suite_runs.FINGERPRINT_BEFORE),
+                                 ok=not run.failures, error="; ".join(run.failures[:3]))
 
     def verify(self, outputs_root: Path):
         """Only the criteria about saved outputs (the rung's verify_outputs), on `outputs_root`."""
         out = io.StringIO()
-        ctx = checking.Context(self.rung, self.solution, timeout=60, out=out, outputs_root=outputs_root)
+        ctx = checking.Context(self.rung, self.solution, timeout=60, out=out, outputs_root=outputs_root,
+                               measurements=MEASUREMENTS)
         try:
             self.check.verify_outputs(ctx)
         finally:
             ctx.close()
         return ctx.report, out.getvalue()
+
+    def measured(self, files, produce):
+        """`produce()` reused, as the checker reuses it, for byte-identical `files` (see MEASUREMENTS)."""
+        ctx = checking.Context(self.rung, self.solution, timeout=60, measurements=MEASUREMENTS)
+        try:
+            return ctx.measure(files, produce)
+        finally:
+            ctx.close()
 
     def judge(self, test):
         """One criterion run the way the checker runs it: (its Criterion, what was printed)."""
@@ -79,13 +125,27 @@ class RungUnderTest:
         for fragment in (*unmet, "written answer"):
             assert by_name(report, fragment).status == checking.FAIL, printed
 
-    def solution_run_fixture(self):
-        """A module-scoped fixture: the solution checked once, its outputs kept for the tampering tests."""
-        @pytest.fixture(scope="module")
+    def solution_result(self, tmp_path_factory):
+        """The solution's one run in this session, checked once: (report, printed, outputs root). Shared by every
+        test module that asks (the first one to ask pays for it)."""
+        if self.rung not in SOLUTION_RESULTS:
+            prior = self.solution_prior_run()
+            if prior is not None:
+                report, printed = self.run(self.solution, prior_run=prior)
+                SOLUTION_RESULTS[self.rung] = (report, printed, prior.outputs_root)
+            else:
+                outputs_root = tmp_path_factory.mktemp(f"solution-outputs-{self.rung}")
+                report, printed = self.run(self.solution, outputs_root=outputs_root)
+                suite_runs.EXTRA_RUNS[self.solution.name] = report.notebook_seconds or 0.0
+                SOLUTION_RESULTS[self.rung] = (report, printed, outputs_root)
+        return SOLUTION_RESULTS[self.rung]
+
+    def solution_run_fixture(self, name: str = "solution_run"):
+        """A session-wide fixture: the solution's one run, checked once (solution_result); its outputs kept for
+        the tampering tests, which work on copies (outputs_copy_fixture)."""
+        @pytest.fixture(scope="session", name=name)
         def solution_run(tmp_path_factory):
-            outputs_root = tmp_path_factory.mktemp("solution-outputs")
-            report, printed = self.run(self.solution, outputs_root=outputs_root)
-            return report, printed, outputs_root
+            return self.solution_result(tmp_path_factory)
 
         return solution_run
 

@@ -4,6 +4,7 @@ notebooks and buggy checks still give a report, and the command line writes JSON
 from __future__ import annotations
 
 import io
+import os
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from shared.notebooks import exercises
 from shared import checking
 from shared.checking import CheckFailed, Context, FAIL, PASS, REVIEW, require
+from shared.checking import figures
 
 RUNG = "99"
 LONG_ANSWER = "Fine-tuning changes behaviour because the model sees many examples of the format it should use."
@@ -122,10 +124,10 @@ def test_require():
 
 
 def test_finite_fraction_and_read_json(tmp_path):
-    assert checking.finite_fraction(0.25, "accuracy") == 0.25
+    assert figures.finite_fraction(0.25, "accuracy") == 0.25
     for bad in (float("nan"), 1.5, -0.1, True, "0.5", None):
         with pytest.raises(CheckFailed, match="accuracy is"):
-            checking.finite_fraction(bad, "accuracy")
+            figures.finite_fraction(bad, "accuracy")
     with pytest.raises(CheckFailed, match="was not saved"):
         checking.read_json(tmp_path / "metrics.json", "the metrics")
     (tmp_path / "metrics.json").write_text("{not json", encoding="utf-8")
@@ -164,17 +166,17 @@ def test_empty_report_is_not_passed(ctx):
 # -- check_notebook ----------------------------------------------------------------------------------------
 def test_check_notebook_passes_a_good_notebook(good_nb):
     report, printed = run_check(demo_check, good_nb)
-    assert statuses(report) == {"double doubles": PASS, "written answer: why": REVIEW}
+    assert statuses(report) == {"double doubles": PASS, "written answer: why": REVIEW, "the course's data and code are unchanged": PASS}
     assert report.passed
-    assert "DONE: 2/2 criteria met; 1 written answer(s) flagged for instructor review" in printed
+    assert "DONE: 3/3 criteria met; 1 written answer(s) flagged for instructor review" in printed
 
 
 def test_check_notebook_fails_an_untouched_exercise(bad_nb):
     report, printed = run_check(demo_check, bad_nb)
-    assert statuses(report) == {"double doubles": FAIL, "written answer: why": FAIL}
+    assert statuses(report) == {"double doubles": FAIL, "written answer: why": FAIL, "the course's data and code are unchanged": PASS}
     assert "not written yet" in report.criteria[0].detail
     assert not report.passed
-    assert "NOT DONE YET: 0/2" in printed
+    assert "NOT DONE YET: 1/3" in printed  # only "the course is unchanged" holds
 
 
 def test_check_notebook_reports_missing_functions(tmp_path):
@@ -207,7 +209,7 @@ def test_a_check_that_raises_still_gives_a_report(good_nb):
         raise KeyError("bug in the checker")
 
     report, printed = run_check(buggy_check, good_nb)
-    assert statuses(report) == {"first": PASS, "the checker itself": FAIL}
+    assert statuses(report) == {"first": PASS, "the checker itself": FAIL, "the course's data and code are unchanged": PASS}
     assert "KeyError" in report.criteria[1].detail
     assert "checker error" in report.criteria[1].hint
     assert not report.passed
@@ -225,13 +227,13 @@ def test_run_notebook_with_outputs(tmp_path, rungs_dir):
 
     def check(ctx):
         ctx.run_notebook()
-        ctx.criterion("accuracy saved", lambda: checking.finite_fraction(
+        ctx.criterion("accuracy saved", lambda: figures.finite_fraction(
             checking.read_json(ctx.outputs() / "metrics.json", "the metrics")["accuracy"], "accuracy"))
 
     outputs_root = tmp_path / "outputs"
     report, printed = run_check(check, path, outputs_root=outputs_root)
     assert report.passed, printed
-    assert statuses(report) == {"the notebook runs top to bottom": PASS, "accuracy saved": PASS}
+    assert statuses(report) == {"the notebook runs top to bottom": PASS, "accuracy saved": PASS, "the course's data and code are unchanged": PASS}
     assert report.criteria[1].detail == "0.75"
     assert report.notebook_seconds is not None
     assert (outputs_root / "99-demo" / "metrics.json").exists()
@@ -260,7 +262,7 @@ def test_main_json_for_a_passing_notebook(rungs_dir, good_nb, tmp_path):
     payload = json.loads(result.read_text(encoding="utf-8"))
     assert payload["passed"] is True
     assert payload["notebook"] == str(good_nb)
-    assert [c["status"] for c in payload["criteria"]] == [PASS, REVIEW]
+    assert [c["status"] for c in payload["criteria"]] == [PASS, REVIEW, PASS]  # + the course unchanged
     assert payload["needs_review"] == ["written answer: why"]
 
 
@@ -269,7 +271,7 @@ def test_main_exit_code_is_1_when_a_criterion_fails(rungs_dir, bad_nb, tmp_path)
     assert checking.main(demo_check, RUNG, [str(bad_nb), "--json", str(result)]) == 1
     payload = json.loads(result.read_text(encoding="utf-8"))
     assert payload["passed"] is False
-    assert {c["status"] for c in payload["criteria"]} == {FAIL}
+    assert [c["status"] for c in payload["criteria"]][:2] == [FAIL, FAIL]
 
 
 def test_main_defaults_to_the_rungs_exercise(rungs_dir, capsys):
@@ -295,3 +297,152 @@ def test_main_with_two_notebooks_writes_a_list_and_a_summary(rungs_dir, good_nb,
 def test_main_with_two_passing_notebooks_exits_0(rungs_dir, good_nb, tmp_path):
     other = write_notebook(tmp_path / "other.ipynb", "return x + x", LONG_ANSWER)
     assert checking.main(demo_check, RUNG, [str(good_nb), str(other)]) == 0
+
+
+# -- graded functions in their own process, watched for the references they may not call -----------------------
+def _notebook_with(source: str):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    return new_notebook(cells=[new_code_cell(source)])
+
+
+def test_graded_functions_run_in_another_process_and_answer_calls():
+    import os
+
+    from shared.checking.sandbox import GradedFunctions
+
+    nb = _notebook_with("import os\nSCALE = 3\n\ndef triple(x):\n    return SCALE * x\n\ndef pid():\n    return os.getpid()")
+    with GradedFunctions(nb, ["triple", "pid", "absent"]) as graded:
+        assert graded.call("triple", 14) == 42
+        assert graded.call("pid") != os.getpid()
+        with pytest.raises(Exception, match="does not define absent"):
+            graded.call("absent")
+
+
+def test_a_graded_function_that_raises_hangs_or_returns_junk_is_reported_not_crashed(monkeypatch):
+    from shared.checking import sandbox
+
+    monkeypatch.setattr(sandbox, "CALL_TIMEOUT_S", 3)
+    nb = _notebook_with("def broken():\n    return [1][5]\n\ndef todo():\n    raise NotImplementedError\n\n"
+                        "def forever():\n    while True:\n        pass\n\ndef junk():\n    return (i for i in [])")
+    with sandbox.GradedFunctions(nb, ["broken", "todo", "forever", "junk"]) as graded:
+        with pytest.raises(sandbox.GradedError, match=r"IndexError: list index out of range \(line 2"):
+            graded.call("broken")
+        with pytest.raises(NotImplementedError):
+            graded.call("todo")
+        with pytest.raises(sandbox.SandboxFailure, match="not a value the checker can read"):
+            graded.call("junk")
+        with pytest.raises(sandbox.SandboxFailure, match="did not return within 3 s"):
+            graded.call("forever")
+
+
+def test_a_graded_function_cannot_patch_the_checkers_reference():
+    """What the learner's code does to a module happens in its own process: the checker's copy is untouched."""
+    from shared.checking.sandbox import GradedFunctions
+    from shared.evaluation import evals
+
+    nb = _notebook_with("from shared.evaluation import evals\n\n"
+                        "def patched():\n    evals.accuracy = lambda *a: 1.0\n"
+                        "    return evals.accuracy('closed_qa', ['x'], ['y'])")
+    with GradedFunctions(nb, ["patched"]) as graded:
+        assert graded.call("patched") == 1.0
+    assert evals.accuracy("closed_qa", ["x"], ["y"]) == 0.0
+
+
+def test_the_watch_refuses_forbidden_calls_however_they_are_reached():
+    from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
+
+    rule = Forbidden("write it yourself", modules=("json",), functions=("shared.numbers.is_fraction",))
+    import json as json_module
+    from shared.numbers import is_fraction as renamed
+
+    assert call_watched(lambda: sum([1, 2]), (), {}, rule) == 3
+    for cheat, named in ((lambda: json_module.dumps({}), "json"), (lambda: renamed(0.5), "is_fraction")):
+        with pytest.raises(ForbiddenCall, match=named):
+            call_watched(cheat, (), {}, rule)
+
+    def swallowed():
+        try:
+            return renamed(0.5)
+        except ForbiddenCall:
+            return True
+
+    with pytest.raises(ForbiddenCall, match="is_fraction"):
+        call_watched(swallowed, (), {}, rule)
+
+    def switches_off():
+        import sys
+
+        sys.setprofile(None)
+        return renamed(0.5)
+
+    with pytest.raises(ForbiddenCall, match="switched off"):
+        call_watched(switches_off, (), {}, rule)
+
+
+# -- the course's files, and measurements by content ------------------------------------------------------------
+def test_integrity_names_every_change(tmp_path):
+    from shared.checking import integrity
+
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    before = integrity.fingerprint([tmp_path])
+    (tmp_path / "a.txt").write_text("changed")
+    (tmp_path / "b.txt").unlink()
+    (tmp_path / "c.txt").write_text("new")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "x.pyc").write_text("ignored")
+    changed = integrity.changes(before, integrity.fingerprint([tmp_path]))
+    assert len(changed) == 3 and any(c.endswith("a.txt changed") for c in changed)
+    assert any(c.endswith("b.txt removed") for c in changed) and any(c.endswith("c.txt added") for c in changed)
+
+
+def test_a_measurement_is_reused_only_for_identical_files(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "weights").write_bytes(b"123")
+    calls = []
+    ctx = Context("02", tmp_path / "nb.ipynb", timeout=5, measurements={})
+
+    def produce():
+        calls.append(1)
+        return {"accuracy": len(calls)}
+
+    try:
+        assert ctx.measure([tmp_path / "one"], produce) == {"accuracy": 1}
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        (copy / "weights").write_bytes(b"123")
+        assert ctx.measure([copy], produce) == {"accuracy": 1}  # same bytes elsewhere: reused
+        (copy / "weights").write_bytes(b"124")
+        assert ctx.measure([copy], produce) == {"accuracy": 2}  # one byte changed: measured again
+        assert Context("02", tmp_path / "nb.ipynb", timeout=5).measure([copy], produce) == {"accuracy": 3}
+    finally:
+        ctx.close()
+
+
+def test_the_command_line_prints_only_criteria_hints_and_the_verdict(tmp_path):
+    """Library warnings, progress bars and kernel notices go to the log file, not between the ✓/✗ lines."""
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from shared.paths import REPO_ROOT
+
+    notebook = tmp_path / "noisy.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(
+        "import sys, warnings\nprint('kernel says hello')\nprint('kernel warns', file=sys.stderr)\n"
+        "warnings.warn('a FutureWarning-like notice')\n\n"
+        "def build_sft_example(example, tokenizer):\n    raise NotImplementedError\n\n"
+        "def is_correct(prediction, reference, task):\n    return prediction == reference")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), notebook)
+    log = tmp_path / "check.log"
+    result = subprocess.run([sys.executable, "rungs/02-sft/check.py", str(notebook)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, env={**os.environ, "FT_CHECK_LOG": str(log)})
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    allowed = ("Rung 02 -- checking", "  ✓ ", "  ✗ ", "  ⚑ ", "      hint: ", "NOT DONE YET", "DONE",
+               "(warnings and library logs of this check:")
+    assert lines and all(line.startswith(allowed) for line in lines), result.stdout
+    assert result.stderr == "" and result.returncode == 1
+    assert "is_correct scores like the course metric" in result.stdout and str(log) in result.stdout

@@ -236,9 +236,13 @@ def test_hand_edited_accuracy_disagrees_with_the_adapter(outputs):
 def measured(solution_run):
     """The solution adapter reloaded and measured once, for the figure-tampering tests."""
     _, _, outputs_root = solution_run
+    from shared.checking.figures import measure_model
+
+    adapter = outputs_root / "03-lora" / "adapter"
     measured = check03.reload_adapter(outputs_root / "03-lora")
-    measured["accuracy"] = checking.heldout_accuracies(measured["model"], measured["tokenizer"], measured["profile"])
-    return measured
+    figures = RUNG.measured([adapter], lambda: measure_model(measured["model"], measured["tokenizer"],
+                                                               measured["profile"]))
+    return {**measured, "accuracy": figures["heldout"], "fresh": figures["fresh"]}
 
 
 @pytest.mark.parametrize("edit, message", [

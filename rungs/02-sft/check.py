@@ -13,7 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies, main, read_metrics, require)  # noqa: E402
+from shared.checking import CheckFailed, Context, main, require  # noqa: E402
+from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
+                                     check_thresholds, measure_model, read_metrics)
+from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "02"
 # Per profile: the held-out accuracy every task must reach after SFT (the base model scores ~0-10%).
@@ -53,9 +56,29 @@ UNSEEN_EXAMPLES = [
 ]
 
 
+# The references each graded function is checked against, which it may therefore not call.
+FORBIDDEN = {
+    "build_sft_example": Forbidden("the training sequence is yours to build with the chat template; TRL's "
+                                   "tokenisation is what it is checked against",
+                                   modules=("trl",), functions=("shared.training.sft.trl_tokenized",
+                                                                "shared.training.sft.prompt_completion_rows")),
+    "is_correct": Forbidden("the scoring rules are yours to write; the course's metric is what they are "
+                            "checked against", modules=("evaluate", "shared.evaluation"),
+                            files=("evaluation/metrics/task_accuracy",)),
+}
+
+
 def check(ctx: Context) -> None:
     ctx.run_notebook()
-    graded = ctx.graded(["build_sft_example", "is_correct"])
+    check_graded(ctx)
+    verify_outputs(ctx)
+    ctx.review("written answer: learning rate and loss mask", ctx.answers().get("learning-rate-and-mask"),
+               hint="Write a few sentences of your own in section 6.")
+
+
+def check_graded(ctx: Context) -> None:
+    """The learner's functions, run in their own process, on cases the notebook never shows."""
+    graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("build_sft_example builds TRL's training sequence, loss on the answer only",
                   lambda: check_build_sft_example(graded["build_sft_example"]),
                   hint="input_ids: apply_chat_template on both messages; completion_mask: 0 up to and including "
@@ -63,9 +86,6 @@ def check(ctx: Context) -> None:
     ctx.criterion("is_correct scores like the course metric on unseen answers",
                   lambda: check_is_correct(graded["is_correct"]),
                   hint="Re-read the three rules in section 3; the failing case above shows which one.")
-    verify_outputs(ctx)
-    ctx.review("written answer: learning rate and loss mask", ctx.answers().get("learning-rate-and-mask"),
-               hint="Write a few sentences of your own in section 6.")
 
 
 def verify_outputs(ctx: Context) -> None:
@@ -73,14 +93,18 @@ def verify_outputs(ctx: Context) -> None:
     outputs = ctx.outputs()
     saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_metrics(outputs),
                         hint="Run section 7 (it writes metrics.json) and keep its keys.")
-    measured = ctx.collect("the saved model reloads and was fine-tuned", lambda: reload_and_measure(outputs),
+    measured = ctx.collect("the saved model reloads and was fine-tuned",
+                           lambda: ctx.measure([outputs / "model"], lambda: reload_and_measure(outputs)),
                            hint="Section 7 saves the model with trainer.save_model; do not move or edit the files.")
-    threshold = THRESHOLDS.get(saved.get("profile", "tiny"), THRESHOLDS["tiny"])
+    threshold = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
+    heldout = measured.get("heldout", {})
     ctx.criterion(f"held-out accuracy, recomputed by the checker, is at least {threshold:.0%} on every task",
-                  lambda: check_thresholds(measured, threshold),
+                  lambda: check_thresholds(heldout, threshold),
                   hint="Train on all three tasks with the profile's settings; if one task lags, look at its "
                        "answers side by side (section 5).")
-    ctx.criterion("saved figures agree with the model", lambda: check_agreement(saved, measured),
+    ctx.criterion("not trained on the held-out split (new questions at check time)",
+                  lambda: check_not_trained_on_heldout(heldout, measured.get("fresh", {})), hint=FRESH_HINT)
+    ctx.criterion("saved figures agree with the model", lambda: check_agreement(saved, heldout),
                   hint="metrics.json must hold what the notebook measured: no hand edits, and is_correct must "
                        "score like the course metric.")
 
@@ -129,21 +153,12 @@ def check_is_correct(is_correct) -> str:
 
 def reload_and_measure(outputs: Path) -> dict:
     """Reload the saved model and compute held-out accuracy with the course's metric."""
-    from shared.models import load_model, load_tokenizer
+    from shared.checking.artefacts import load_saved_model
     from shared.profiles import get_profile
 
-    folder = outputs / "model"
-    require(folder.is_dir(), f"no saved model folder ({folder.name}/): run section 7")
     profile = get_profile(announce=False)
-    try:
-        tokenizer = load_tokenizer(folder, profile)
-        model = load_model(folder, profile)
-    except Exception as error:  # corrupt files raise many kinds (OSError, SafetensorError, ...): all mean "re-save"
-        raise CheckFailed(f"the saved model does not load ({type(error).__name__}: {str(error)[:200]})") from error
-    base = load_model(profile=profile)
-    changed = any((p - q).abs().max().item() > 0 for p, q in zip(model.parameters(), base.parameters()))
-    require(changed, "the saved weights equal the base model's: was the fine-tuned model saved?")
-    return heldout_accuracies(model, tokenizer, profile)
+    model, tokenizer = load_saved_model(outputs / "model", profile, hint="run section 7")
+    return measure_model(model, tokenizer, profile)
 
 
 if __name__ == "__main__":

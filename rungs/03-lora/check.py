@@ -16,7 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, finite_fraction, heldout_accuracies, main, read_json, read_metrics, require)  # noqa: E402
+from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
+from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
+                                     check_thresholds, finite_fraction, measure_model, read_metrics)
+from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "03"
 # Per profile and task: the held-out accuracy the reloaded adapter must reach (the base model scores 0% on each).
@@ -30,6 +33,9 @@ THRESHOLDS = {
 }
 # lora_forward against PEFT, in float32: |ours - PEFT| <= FORWARD_TOLERANCE * (1 + max |PEFT|) everywhere.
 FORWARD_TOLERANCE = 1e-5
+# The sweep's accuracies are measured again on this many of its saved adapters (which: drawn from the check seed),
+# on the same held-out subset; a batch may flip a tie, so one answer per task may differ.
+SWEEP_SPOT_CHECKS = 2
 # Recomputed memory may differ from the saved figure by this fraction (a trainer may cast adapter weights).
 MEMORY_TOLERANCE = 0.02
 
@@ -57,9 +63,24 @@ COUNT_CASES = [
 ]
 
 
+from shared.training.lora import TARGETS as TARGET_SETS  # noqa: E402
+
+# The references each graded function is checked against, which it may therefore not call.
+_PEFT = Forbidden("it is yours to write; PEFT is what it is checked against", modules=("peft", "shared.training.lora"))
+FORBIDDEN = {"lora_forward": _PEFT, "count_lora_parameters": _PEFT}
+
+
 def check(ctx: Context) -> None:
     ctx.run_notebook()
-    graded = ctx.graded(["lora_forward", "count_lora_parameters"])
+    check_graded(ctx)
+    verify_outputs(ctx)
+    ctx.review("written answer: rank, alpha and target modules", ctx.answers().get("rank-alpha-targets"),
+               hint="Write a few sentences of your own in section 6.")
+
+
+def check_graded(ctx: Context) -> None:
+    """The learner's functions, run in their own process, on cases the notebook never shows."""
+    graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("lora_forward matches PEFT's LoRA layer on unseen shapes and values",
                   lambda: check_lora_forward(graded["lora_forward"]),
                   hint="W x + b + (alpha / r) * B (A x), for x with any leading batch dimensions and bias None "
@@ -68,9 +89,6 @@ def check(ctx: Context) -> None:
                   lambda: check_count(graded["count_lora_parameters"]),
                   hint="r * (in + out) per targeted projection per layer; k_proj and v_proj have "
                        "num_key_value_heads * head_dim outputs, and head_dim may be given in the config.")
-    verify_outputs(ctx)
-    ctx.review("written answer: rank, alpha and target modules", ctx.answers().get("rank-alpha-targets"),
-               hint="Write a few sentences of your own in section 6.")
 
 
 def verify_outputs(ctx: Context) -> None:
@@ -84,18 +102,27 @@ def verify_outputs(ctx: Context) -> None:
                                 "profile's base model and do not move or edit the files.")
     if measured:
         try:
-            measured["accuracy"] = heldout_accuracies(measured["model"], measured["tokenizer"], measured["profile"])
+            figures = ctx.measure([outputs / "adapter"], lambda: measure_model(
+                measured["model"], measured["tokenizer"], measured["profile"]))
+            measured.update(accuracy=figures["heldout"], fresh=figures["fresh"])
         except Exception as error:  # reported by the threshold criterion below
             measured["error"] = f"{type(error).__name__}: {error}"
-    thresholds = THRESHOLDS.get(saved.get("profile", "tiny"), THRESHOLDS["tiny"])
+    thresholds = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
     shown = ", ".join(f"{task} {value:.0%}" for task, value in thresholds.items())
     ctx.criterion(f"held-out accuracy of the adapter, recomputed by the checker, reaches {shown}",
                   lambda: check_thresholds(accuracy_of(measured), thresholds),
                   hint="Train with the profile's settings on all three tasks; if one task lags, read its answers "
                        "side by side (section 3).")
+    ctx.criterion("not trained on the held-out split (new questions at check time)",
+                  lambda: check_not_trained_on_heldout(measured.get("accuracy", {}), measured.get("fresh", {})),
+                  hint=FRESH_HINT)
     ctx.criterion("saved figures agree with the adapter", lambda: check_figures(saved, measured, outputs),
                   hint="metrics.json must hold what the notebook measured, for the adapter it saved: no hand edits.")
     ctx.criterion("the sweep's results are complete and consistent", lambda: check_sweep(outputs),
+                  hint="Run section 5 unchanged (it writes sweep.json): both target sets, several ranks and "
+                       "alphas, and the counts and memory run_sweep measured.")
+    ctx.criterion(f"the sweep's accuracies, measured again on {SWEEP_SPOT_CHECKS} of its saved adapters, agree",
+                  lambda: check_sweep_accuracy(ctx, outputs),
                   hint="Run section 5 unchanged (it writes sweep.json): both target sets, several ranks and "
                        "alphas, and the counts and memory run_sweep measured.")
 
@@ -173,72 +200,18 @@ def read_lora_metrics(outputs: Path) -> dict:
     return metrics
 
 
-def _same_base(saved_name: str, base_model: str) -> bool:
-    if saved_name == base_model:
-        return True
-    saved_path, base_path = Path(saved_name), Path(base_model)
-    return saved_path.exists() and base_path.exists() and saved_path.resolve() == base_path.resolve()
-
-
 def reload_adapter(outputs: Path) -> dict:
     """Open the adapter, check it is LoRA and nothing else, put it on a fresh base, and measure what it trains."""
-    import torch
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    from shared.training.lora import ALL_LINEAR
+    from shared.checking.artefacts import load_saved_adapter
+    from shared.models import load_tokenizer
     from shared.training.memory import training_state_bytes
-    from shared.models import load_model, load_tokenizer
 
     profile = _profile()
-    folder = outputs / "adapter"
-    require(folder.is_dir(), f"no saved adapter folder ({folder.name}/): run section 3 to the end")
-    config = read_json(folder / "adapter_config.json", "the adapter's configuration")
-    require(config.get("peft_type") == "LORA", f"adapter_config.json says peft_type {config.get('peft_type')!r}: "
-                                               "not a LoRA adapter")
-    r, alpha, targets = config.get("r"), config.get("lora_alpha"), config.get("target_modules")
-    require(isinstance(r, int) and r > 0, f"adapter_config.json r is {r!r}, not a positive rank")
-    require(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0,
-            f"adapter_config.json lora_alpha is {alpha!r}")
-    targets = sorted(targets) if isinstance(targets, (list, tuple)) else targets
-    require(isinstance(targets, list) and targets and set(targets) <= set(ALL_LINEAR),
-            f"adapter_config.json target_modules is {config.get('target_modules')!r}: expected some of "
-            f"{list(ALL_LINEAR)}")
-    saved_base = str(config.get("base_model_name_or_path"))
-    require(_same_base(saved_base, profile.base_model),
-            f"the adapter was trained on {saved_base!r}, not on this profile's base model {profile.base_model!r}")
-    weights_file = folder / "adapter_model.safetensors"
-    require(weights_file.exists(), "the adapter's weights (adapter_model.safetensors) are missing")
-    try:
-        saved_weights = load_file(str(weights_file))
-        tokenizer = load_tokenizer(profile=profile)
-        model = load_model(profile=profile, adapter=folder, trainable_adapter=True)
-    except Exception as error:  # corrupt files raise many kinds (OSError, SafetensorError, ...): all mean "re-save"
-        raise CheckFailed(f"the saved adapter does not load ({type(error).__name__}: {str(error)[:200]})") from error
-    others = [name for name in saved_weights if "lora_A" not in name and "lora_B" not in name]
-    if others:
-        raise CheckFailed(f"the adapter also saves {len(others)} other tensors (e.g. {others[0]}): a LoRA adapter "
-                          "holds only A and B matrices (no modules_to_save, no full weights)")
-    loaded = get_peft_model_state_dict(model)
-    require(set(loaded) == set(saved_weights),
-            f"the adapter's tensors do not match the base model's layers ({len(set(saved_weights) - set(loaded))} "
-            "not placed): was it trained on another base model?")
-    require(all(torch.equal(loaded[name].cpu(), saved_weights[name].cpu()) for name in saved_weights),
-            "the adapter's weights did not load as saved")
-    require(any(saved_weights[name].abs().max() > 0 for name in saved_weights if "lora_B" in name),
-            "every B matrix is zero: the adapter was never trained, it changes nothing")
-    base = load_model(profile=profile)
-    base_state = base.state_dict()
-    for name, tensor in model.get_base_model().state_dict().items():
-        if "lora_" in name:
-            continue
-        plain = name.replace(".base_layer", "")
-        require(plain in base_state and torch.equal(tensor.cpu(), base_state[plain].cpu()),
-                f"base weight {plain} differs from the unmodified base model's")
-    return {"model": model, "tokenizer": tokenizer, "profile": profile,
-            "config": {"r": r, "alpha": alpha, "targets": targets},
-            "trainable_parameters": int(model.get_nb_trainable_parameters()[0]),
-            "memory": training_state_bytes(model), "full_memory": training_state_bytes(base)}
+    adapter = load_saved_adapter(outputs / "adapter", profile, profile.base_model)
+    model = adapter["model"]
+    return {"model": model, "tokenizer": load_tokenizer(profile=profile), "profile": profile,
+            "config": adapter["config"], "trainable_parameters": int(model.get_nb_trainable_parameters()[0]),
+            "memory": training_state_bytes(model), "full_memory": training_state_bytes(adapter["base"])}
 
 
 def accuracy_of(measured: dict) -> dict:
@@ -327,6 +300,44 @@ def check_sweep(outputs: Path) -> str:
     require(len({run["r"] for run in runs}) >= 2, "the sweep should try at least two ranks")
     require(len({run["alpha"] / run["r"] for run in runs}) >= 2, "the sweep should try at least two alpha / r")
     return f"{len(runs)} runs; trainable parameters and memory recomputed"
+
+
+def check_sweep_accuracy(ctx: Context, outputs: Path) -> str:
+    """Reload some of the sweep's adapters (chosen from the check seed) and score them as run_sweep did."""
+    import random
+
+    from shared.checking.artefacts import load_saved_adapter
+    from shared.checking.figures import check_seed
+    from shared.evaluation import evals
+    from shared.models import load_tokenizer
+    from shared.training.lora import sweep_folder
+
+    runs = read_json(outputs / "sweep.json", "the sweep")
+    require(isinstance(runs, list) and runs and all(isinstance(run, dict) for run in runs),
+            "sweep.json should hold a list of runs")
+    profile = _profile()
+    limit = profile.train("lora_sweep")["eval_examples_per_task"]
+    tokenizer = load_tokenizer(profile=profile)
+    checked = []
+    for run in random.Random(check_seed()).sample(runs, min(SWEEP_SPOT_CHECKS, len(runs))):
+        try:
+            folder = outputs / "sweep" / sweep_folder(run)
+        except (KeyError, TypeError, ValueError):
+            raise CheckFailed(f"run {run.get('name', run)}: r, alpha or targets missing") from None
+        require(folder.is_dir(), f"run {run.get('name')}: no saved adapter ({folder.relative_to(outputs)}/): run "
+                                 "section 5 unchanged (run_sweep saves each adapter)")
+        adapter = load_saved_adapter(folder, profile, profile.base_model)
+        require(adapter["config"] == {"r": run["r"], "alpha": run["alpha"], "targets": sorted(TARGET_SETS[run["targets"]])},
+                f"run {run['name']}: the saved adapter is {adapter['config']}, not what sweep.json says")
+        measured = ctx.measure([folder], lambda: evals.accuracies(
+            evals.evaluate_model(adapter["model"], tokenizer, split="heldout", limit=limit)))
+        allowed = 1 / limit + 1e-9  # one answer in the subset
+        for task, value in measured.items():
+            saved = run.get("accuracy", {}).get(task)
+            require(isinstance(saved, (int, float)) and abs(saved - value) <= allowed,
+                    f"run {run['name']}: sweep.json says {task} {saved!r}, its adapter scores {value:.1%}")
+        checked.append(run["name"])
+    return f"{'; '.join(checked)}: within one answer per task"
 
 
 if __name__ == "__main__":

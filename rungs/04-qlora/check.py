@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_agreement, check_thresholds, heldout_accuracies, main, read_json, read_metrics, require)  # noqa: E402
+from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
+from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
+                                     check_thresholds, measure_model, read_metrics)
+from shared.checking.guards import Forbidden  # noqa: E402
+from shared.numbers import is_finite_number as _finite  # noqa: E402
 
 RUNG = "04"
 
@@ -90,9 +93,30 @@ def error_cases():
     ]
 
 
+# The references each graded function is checked against, which it may therefore not call.
+_BY_HAND = Forbidden("NF4 is yours to write by hand; bitsandbytes is what it is checked against",
+                     modules=("bitsandbytes",),
+                     functions=("shared.training.quantisation.bnb_quantize",
+                                "shared.training.quantisation.bnb_quantize_dequantize",
+                                "shared.training.quantisation.dequantized_weight"))
+FORBIDDEN = {
+    "nf4_quantize": _BY_HAND, "nf4_dequantize": _BY_HAND,
+    "quantization_error": Forbidden("the formula is yours to write; the course's is what it is checked against",
+                                    functions=("shared.training.quantisation.relative_error",)),
+}
+
+
 def check(ctx: Context) -> None:
     ctx.run_notebook()
-    graded = ctx.graded(["nf4_quantize", "nf4_dequantize", "quantization_error"])
+    check_graded(ctx)
+    verify_outputs(ctx)
+    ctx.review("written answer: why a 7B model fits a T4", ctx.answers().get("why-it-fits"),
+               hint="Write a few sentences of your own in section 7, with your memory arithmetic.")
+
+
+def check_graded(ctx: Context) -> None:
+    """The learner's functions, run in their own process, on tensors the notebook never shows."""
+    graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("your NF4 quantise -> dequantise matches bitsandbytes on unseen tensors",
                   lambda: check_nf4(graded["nf4_quantize"], graded["nf4_dequantize"]),
                   hint="Flatten the weight; split it into blocks of `blocksize` values (the last may be shorter); "
@@ -101,25 +125,19 @@ def check(ctx: Context) -> None:
     ctx.criterion("quantization_error computes ||W - W_hat|| / ||W|| on unseen pairs",
                   lambda: check_error_function(graded["quantization_error"]),
                   hint="Frobenius norms (every element), relative to the original weight; return a float.")
-    verify_outputs(ctx)
-    ctx.review("written answer: why a 7B model fits a T4", ctx.answers().get("why-it-fits"),
-               hint="Write a few sentences of your own in section 7, with your memory arithmetic.")
 
 
 def verify_outputs(ctx: Context) -> None:
     """The criteria about what the notebook saved: figures, run metadata, the adapter, and whether they agree."""
-    from shared.profiles import get_profile
-
     outputs = ctx.outputs()
-    profile = get_profile(announce=False)
+    profile = ctx.profile
     saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_qlora_metrics(outputs),
                         hint="Run section 8 (it writes metrics.json) and keep its keys.")
     ctx.criterion("the quantisation error you saved is right (recomputed with bitsandbytes)",
                   lambda: check_saved_error(saved, profile),
                   hint="Save quantization_error of the checkpoint's weight against your NF4 round trip.")
-    base = {}
     ctx.criterion("memory figures: 4-bit smaller than full precision by the expected factor (recomputed)",
-                  lambda: check_memory(saved, profile, base),
+                  lambda: check_memory(saved, profile),
                   hint="Measure the footprint of the model loaded with four_bit=True before preparing it for "
                        "training; keep the figures the notebook computes.")
     requirements = RUN_REQUIREMENTS[profile.name]
@@ -129,15 +147,19 @@ def verify_outputs(ctx: Context) -> None:
                   lambda: check_adapter_shapes(outputs),
                   hint="Save the adapter with trainer.save_model and base_config.json beside it (section 8).")
     measured = ctx.collect("the adapter reloads on the base loaded in NF4 by the checker, and was trained",
-                           lambda: reload_and_measure(outputs, profile, base),
+                           lambda: ctx.measure([outputs / "adapter", outputs / "base_config.json"],
+                                               lambda: reload_and_measure(outputs, profile)),
                            hint="Section 8 saves the adapter with trainer.save_model; do not move or edit its files.")
     thresholds = THRESHOLDS[profile.name]
     shown = ", ".join(f"{task} {value:.0%}" for task, value in thresholds.items())
+    heldout = measured.get("heldout", {})
     ctx.criterion(f"held-out accuracy, recomputed by the checker, reaches {shown}",
-                  lambda: check_thresholds(measured, thresholds),
+                  lambda: check_thresholds(heldout, thresholds),
                   hint="Train with the profile's settings (section 5); if a task lags, read its answers side by "
                        "side (section 6).")
-    ctx.criterion("saved figures agree with the model", lambda: check_agreement(saved, measured),
+    ctx.criterion("not trained on the held-out split (new questions at check time)",
+                  lambda: check_not_trained_on_heldout(heldout, measured.get("fresh", {})), hint=FRESH_HINT)
+    ctx.criterion("saved figures agree with the model", lambda: check_agreement(saved, heldout),
                   hint="metrics.json must hold what the notebook measured: no hand edits.")
 
 
@@ -149,25 +171,6 @@ def run_criterion_name(requirements: dict) -> str:
 
 
 # -- the graded functions -----------------------------------------------------------------------------------------
-@contextmanager
-def by_hand():
-    """While the learner's NF4 runs, bitsandbytes' quantisers refuse to: the exercise is to write them."""
-    import bitsandbytes.functional as bnbf
-
-    def refuse(*args, **kwargs):
-        raise CheckFailed("nf4_quantize / nf4_dequantize must be written by hand, not call bitsandbytes")
-
-    names = ("quantize_4bit", "dequantize_4bit", "quantize_nf4", "dequantize_nf4")
-    saved = {name: getattr(bnbf, name) for name in names if hasattr(bnbf, name)}
-    try:
-        for name in saved:
-            setattr(bnbf, name, refuse)
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(bnbf, name, function)
-
-
 def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     import torch
 
@@ -177,9 +180,8 @@ def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     for name, tensor, blocksize in cases:
         reference = quantisation.bnb_quantize_dequantize(tensor, blocksize)
         _, ref_absmax = quantisation.bnb_quantize(tensor, blocksize)
-        with by_hand():
-            codes, absmax = nf4_quantize(tensor.clone(), blocksize)
-            values = nf4_dequantize(codes, absmax, tensor.shape, blocksize)
+        codes, absmax = nf4_quantize(tensor.clone(), blocksize)
+        values = nf4_dequantize(codes, absmax, tensor.shape, blocksize)
         n_blocks = math.ceil(tensor.numel() / blocksize)
         require(torch.is_tensor(codes) and not codes.is_floating_point() and codes.numel() == tensor.numel(),
                 f"{name}: codes must be an integer tensor with one code per value ({tensor.numel()}), got "
@@ -241,10 +243,6 @@ def read_qlora_metrics(outputs: Path) -> dict:
     return metrics
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_saved_error(saved: dict, profile) -> str:
     from shared.training import quantisation
 
@@ -264,7 +262,7 @@ def check_saved_error(saved: dict, profile) -> str:
     return f"{name}: {expected:.2%} relative error"
 
 
-def check_memory(saved: dict, profile, base: dict) -> str:
+def check_memory(saved: dict, profile) -> str:
     """Full precision counted from the architecture; 4-bit measured on the base loaded here in NF4."""
     from shared.training import memory
     from shared.models import load_model
@@ -273,10 +271,10 @@ def check_memory(saved: dict, profile, base: dict) -> str:
     claimed = saved["memory"]
     full = sum(memory.full_precision_breakdown(profile.qlora_model, profile.torch_dtype).values())
     try:
-        base["model"] = load_model(profile.qlora_model, profile, four_bit=True)
+        base = load_model(profile.qlora_model, profile, four_bit=True)
     except Exception as error:
         raise CheckFailed(f"the base does not load in 4-bit ({type(error).__name__}: {str(error)[:200]})") from error
-    four_bit = memory.footprint_bytes(base["model"])
+    four_bit = memory.footprint_bytes(base)
     predicted = memory.predicted_four_bit_bytes(profile.qlora_model, profile.torch_dtype)
     require(abs(claimed["full_precision_bytes"] - full) <= MEMORY_TOLERANCE * full,
             f"metrics.json says {claimed['full_precision_bytes'] / 1e6:,.2f} MB in full precision; the architecture "
@@ -357,35 +355,25 @@ def check_adapter_shapes(outputs: Path) -> str:
     return f"{len(layers)} adapted layers, rank {', '.join(map(str, sorted(ranks)))}, hidden size {config['hidden_size']}"
 
 
-def reload_and_measure(outputs: Path, profile, base: dict) -> dict:
+def reload_and_measure(outputs: Path, profile) -> dict:
     """Put the saved adapter on the base loaded in NF4 here; compute held-out accuracy with the course's metric."""
-    import json
-
+    from shared.checking.artefacts import load_saved_adapter
+    from shared.models import load_tokenizer
     from shared.training import quantisation
-    from shared.models import load_adapter, load_model, load_tokenizer
 
     folder = outputs / "adapter"
     require((folder / "adapter_config.json").exists(), f"no saved adapter ({folder.name}/): run section 8")
-    try:
-        model = base.pop("model", None) or load_model(profile.qlora_model, profile, four_bit=True)
-        tokenizer = load_tokenizer(folder if (folder / "tokenizer_config.json").exists() else profile.qlora_model,
-                                   profile)
-        model = load_adapter(model, folder)
-    except Exception as error:  # corrupt files raise many kinds (OSError, SafetensorError, ...): all mean "re-save"
-        raise CheckFailed(f"the saved adapter does not load ({type(error).__name__}: {str(error)[:200]})") from error
+    model = load_saved_adapter(folder, profile, profile.qlora_model, four_bit=True)["model"]
+    tokenizer = load_tokenizer(folder if (folder / "tokenizer_config.json").exists() else profile.qlora_model,
+                               profile)
     quantisation.keep_training_layout(model)  # the layout the notebook trained and evaluated with: the same kernels
-    names = [type(m).__name__ for m in model.modules()]
-    require("Linear4bit" in names, "the base did not load in 4-bit (no Linear4bit layers)")
-    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
-    require(bool(lora_b), "the adapter put no LoRA layers on the base")
-    require(any(float(p.detach().abs().max()) > 0 for p in lora_b),
-            "every lora_B is zero: the adapter was saved before training")
-    config = json.loads((outputs / "base_config.json").read_text(encoding="utf-8")) \
-        if (outputs / "base_config.json").exists() else {}
+    require("Linear4bit" in {type(m).__name__ for m in model.modules()},
+            "the base did not load in 4-bit (no Linear4bit layers)")
+    config = read_json(outputs / "base_config.json", "the base's config")
     base_config = model.get_base_model().config
-    require(config.get("hidden_size") in (None, base_config.hidden_size),
+    require(config.get("hidden_size") == base_config.hidden_size,
             f"base_config.json's hidden size {config.get('hidden_size')} is not the base's {base_config.hidden_size}")
-    return heldout_accuracies(model, tokenizer, profile)
+    return measure_model(model, tokenizer, profile)
 
 
 if __name__ == "__main__":

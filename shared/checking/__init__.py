@@ -10,6 +10,15 @@ A rung's ``check.py`` describes its done-when criteria as plain functions and ha
     if __name__ == "__main__":
         main(check, rung="02")
 
+What the framework does for every rung, so no checker has to remember it:
+
+* the learner's graded functions run in a process of their own (``shared.checking.sandbox``), watched for the
+  references they may not call (``ctx.graded(names, forbidden={...})``);
+* the course's own files (``data/``, ``shared/``) are fingerprinted before the run and compared after it: a
+  notebook that changed them fails (``shared.checking.integrity``);
+* on the command line, library warnings, progress bars and logs go to a log file: the learner reads only the
+  criteria, their hints and the verdict.
+
 A criterion passes when its function returns normally (a string it returns is shown as detail) and fails
 when it raises (``CheckFailed`` for an expected failure: its message is the detail; anything else is reported
 as an error in the check, never as a crash). ``ctx.review(...)`` records a written answer that is present
@@ -27,16 +36,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import sys
 import os
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shared.notebooks import exercises, graded, running
+from shared.checking import guards, integrity, sandbox
+from shared.notebooks import exercises, running
 from shared.paths import REPO_ROOT, RUNGS_DIR
 
 PASS, FAIL, REVIEW = "pass", "fail", "review"
@@ -76,21 +87,49 @@ class Report:
         return {**asdict(self), "passed": self.passed, "needs_review": self.needs_review}
 
 
+@dataclass
+class PriorRun:
+    """A run of the notebook made before the check by someone the checker trusts -- the test suite, whose nbval
+    run executes each solution once: the outputs it saved, its seconds, whether every cell ran, and the
+    fingerprint of the course's files taken before it started (``integrity.fingerprint``)."""
+    outputs_root: Path
+    seconds: float
+    fingerprint_before: dict
+    ok: bool = True
+    error: str = ""
+
+
 class Context:
     """What a rung's check function works with: the notebook, its run, its outputs, the report."""
 
     def __init__(self, rung: str, notebook_path: Path, timeout: float, out=None,
-                 outputs_root: Path | None = None):
+                 outputs_root: Path | None = None, prior_run: PriorRun | None = None,
+                 measurements: dict | None = None):
         self.rung = rung
         self.notebook_path = notebook_path
         self.timeout = timeout
         self.report = Report(rung=rung, notebook=str(notebook_path))
         self.out = out  # None: sys.stdout as it is when printing (so redirect_stdout and capture work)
         self._tmp = tempfile.TemporaryDirectory(prefix=f"check-{rung}-")
+        self.prior_run = prior_run
         # FT_OUTPUTS for the run: a fresh folder, so the learner's own outputs are neither read nor overwritten
-        self.outputs_root = outputs_root or Path(self._tmp.name) / "outputs"
+        self.outputs_root = prior_run.outputs_root if prior_run else outputs_root or Path(self._tmp.name) / "outputs"
+        # Kept in memory, where the notebook cannot reach it (a file could be rewritten by the notebook).
+        self._fingerprint = prior_run.fingerprint_before if prior_run else integrity.fingerprint()
         self.nb = None
         self.run = None
+        self._graded: list[sandbox.GradedFunctions] = []
+        # Measurements by the content of what was measured: several checks of byte-identical files (an
+        # instructor's tests that tamper with one file at a time) measure the model once. None: always measure.
+        self.measurements = measurements
+
+    @property
+    def profile(self):
+        """The profile of the checker's own environment (FT_PROFILE): it sets the pass marks, so it is never read
+        from a file the notebook wrote."""
+        from shared.profiles import get_profile
+
+        return get_profile(announce=False)
 
     # -- building blocks -------------------------------------------------------------------------
     def criterion(self, name: str, test: Callable[[], object], hint: str = "") -> bool:
@@ -139,8 +178,12 @@ class Context:
         return self.nb
 
     def run_notebook(self, name: str = "the notebook runs top to bottom", env: dict | None = None) -> bool:
-        """Execute a copy of the notebook with FT_OUTPUTS pointing at a fresh folder."""
+        """Execute a copy of the notebook with FT_OUTPUTS pointing at a fresh folder (or take a prior run's)."""
         def _run():
+            if self.prior_run is not None:
+                self.report.notebook_seconds = round(self.prior_run.seconds, 1)
+                require(self.prior_run.ok, self.prior_run.error or "the notebook did not run to the end")
+                return f"{self.prior_run.seconds:.0f} s (run once for the whole test suite)"
             nb = self.load()
             self.outputs_root.mkdir(parents=True, exist_ok=True)
             run_env = {"FT_OUTPUTS": str(self.outputs_root), "FT_QUIET": "1", "HF_HUB_OFFLINE": "1",
@@ -164,20 +207,39 @@ class Context:
     def rung_dir_name(self) -> str:
         return rung_folder(self.rung).name
 
-    def graded(self, names: list[str]) -> dict[str, Callable]:
-        """The learner's graded functions; missing ones become functions that fail with a clear message."""
+    def graded(self, names: list[str], forbidden: dict | None = None) -> dict[str, Callable]:
+        """The learner's graded functions, each answered by a child process (never run in the checker's).
+
+        `forbidden`: name -> ``guards.Forbidden``, the references that function may not reach. A function the
+        notebook does not define becomes one that fails with a clear message."""
         try:
-            return graded.extract_functions(self.load(), names)
-        except graded.MissingFunction:
-            found = {}
-            for name in names:
-                try:
-                    found.update(graded.extract_functions(self.load(), [name]))
-                except graded.MissingFunction as missing:
-                    found[name] = _failing(str(missing))
-            return found
+            nb = self.load()
         except exercises.NotebookError as error:
             return {name: _failing(str(error)) for name in names}
+        served = sandbox.GradedFunctions(nb, names, forbidden)
+        self._graded.append(served)
+        return {name: served.function(name) for name in names}
+
+    def measure(self, files: list[Path], produce: Callable[[], dict]) -> dict:
+        """`produce()`, or its earlier result for byte-identical `files` under the same profile."""
+        if self.measurements is None:
+            return produce()
+        key = (self.profile.name, integrity.content_key(files))
+        if key not in self.measurements:
+            self.measurements[key] = produce()
+        return dict(self.measurements[key])
+
+    def check_course_unchanged(self) -> bool:
+        """The course's data and code are as they were before the run (the notebook and the graded code)."""
+        def unchanged():
+            changed = integrity.changes(self._fingerprint, integrity.fingerprint())
+            shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+            require(not changed, f"the notebook changed the course's own files: {shown}")
+            return f"{len(self._fingerprint)} files under data/ and shared/ as they were"
+
+        return self.criterion("the course's data and code are unchanged", unchanged,
+                              hint="Write only under outputs/ (outputs_dir); restore data/ and shared/ with "
+                                   "`git checkout -- data shared`.")
 
     def answers(self) -> dict[str, str]:
         try:
@@ -186,6 +248,8 @@ class Context:
             return {}
 
     def close(self) -> None:
+        for served in self._graded:
+            served.close()
         self._tmp.cleanup()
 
 
@@ -199,6 +263,8 @@ def _failing(message: str) -> Callable:
 def _describe(error: Exception) -> str:
     if isinstance(error, NotImplementedError):
         return "not written yet (raises NotImplementedError)"
+    if isinstance(error, (sandbox.GradedError, sandbox.SandboxFailure, guards.ForbiddenCall)):
+        return str(error)
     frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
     where = f" (line {frame.lineno} of {frame.name})" if frame and frame.filename == "<notebook>" else ""
     return f"{type(error).__name__}: {error}{where}"
@@ -210,14 +276,6 @@ def require(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def finite_fraction(value, what: str) -> float:
-    """A metric read from a file: must be a finite number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 <= value <= 1.0:
-        raise CheckFailed(f"{what} is {value!r}, not a number between 0 and 1")
-    return float(value)
-
-
 def read_json(path: Path, what: str) -> dict:
     if not path.exists():
         raise CheckFailed(f"{what} was not saved ({path.name} is missing): run the cell that saves it")
@@ -225,55 +283,6 @@ def read_json(path: Path, what: str) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise CheckFailed(f"{what} ({path.name}) is not valid JSON: {error}") from error
-
-
-# -- what a notebook saved: metrics and a model whose accuracy the checker recomputes ----------------
-AGREEMENT = 0.02  # saved figures may differ from a recomputation by this much (batching can flip a tie)
-
-
-def read_metrics(outputs: Path, keys=("before", "after")) -> dict:
-    """metrics.json from a rung's outputs; each of `keys` must map task -> a fraction in [0, 1]."""
-    metrics = read_json(outputs / "metrics.json", "metrics")
-    for key in keys:
-        require(isinstance(metrics.get(key), dict), f"metrics.json has no {key!r} figures")
-        for task, value in metrics[key].items():
-            finite_fraction(value, f"metrics.json {key}[{task!r}]")
-    return metrics
-
-
-def heldout_accuracies(model, tokenizer, profile) -> dict[str, float]:
-    """Held-out accuracy per task, measured here with the course's metric (never read from a file)."""
-    from shared.evaluation import evals
-    from shared import numbers
-
-    results = evals.evaluate_model(model, tokenizer, split="heldout", limit=profile.eval_limit)
-    accuracies = evals.accuracies(results)
-    require(all(numbers.is_fraction(v) for v in accuracies.values()), f"accuracy is not a number: {accuracies}")
-    return accuracies
-
-
-def check_thresholds(measured: dict[str, float], thresholds: dict[str, float] | float) -> str:
-    """Every task at or above its threshold (one number applies to every task)."""
-    require(bool(measured), "no accuracy could be measured (see the failure above)")
-    if not isinstance(thresholds, dict):
-        thresholds = {task: thresholds for task in measured}
-    low = {task: value for task, value in measured.items() if value < thresholds.get(task, 0.0)}
-    shown = ", ".join(f"{task} {value:.0%}" for task, value in measured.items())
-    if low:
-        needed = ", ".join(f"{task} {thresholds[task]:.0%}" for task in low)
-        raise CheckFailed(f"held-out accuracy {shown}; needed: {needed}")
-    return shown
-
-
-def check_agreement(saved: dict, measured: dict, key: str = "after") -> str:
-    """The figures a notebook saved under `key` match what the checker measured on the saved model."""
-    require(bool(saved) and bool(measured), "needs both the saved figures and the recomputed ones (see above)")
-    figures = saved[key]
-    for task, value in measured.items():
-        require(task in figures, f"metrics.json {key!r} has no figure for {task}")
-        require(abs(figures[task] - value) <= AGREEMENT,
-                f"metrics.json says {task} {figures[task]:.1%}, the saved model scores {value:.1%}")
-    return f"within {AGREEMENT:.0%}"
 
 
 # -- running checks -------------------------------------------------------------------------------
@@ -285,11 +294,14 @@ def rung_folder(rung: str) -> Path:
 
 
 def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, timeout: float,
-                   out=None, outputs_root: Path | None = None) -> Report:
-    """Check one notebook. `outputs_root` keeps the run's outputs there (tests, debugging)."""
+                   out=None, outputs_root: Path | None = None, prior_run: PriorRun | None = None,
+                   measurements: dict | None = None) -> Report:
+    """Check one notebook. `outputs_root` keeps the run's outputs there (tests, debugging); `prior_run` judges a
+    run made already (the test suite's) instead of running the notebook again."""
     start = time.monotonic()
     print(f"Rung {rung} -- checking {_relative(notebook)}", file=out)
-    ctx = Context(rung, notebook, timeout, out=out, outputs_root=outputs_root)
+    ctx = Context(rung, notebook, timeout, out=out, outputs_root=outputs_root, prior_run=prior_run,
+                  measurements=measurements)
     try:
         ctx.load()
     except exercises.NotebookError as error:
@@ -301,6 +313,7 @@ def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, 
         except Exception as error:  # a bug in a check must still leave a report, never a traceback
             ctx._record(Criterion("the checker itself", FAIL, _describe(error),
                                   "This is a checker error, not yours: please report it with the notebook."))
+        ctx.check_course_unchanged()
     finally:
         ctx.close()
     report = ctx.report
@@ -321,6 +334,47 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+@contextmanager
+def details_to_log(log_path: Path):
+    """While checking, everything but the criteria goes to `log_path`: library warnings, weight-loading progress
+    bars, kernel notices, prints from inside libraries. Yields a stream to the real standard output, where the
+    criteria, hints and verdict are written. Works at the level of file descriptors, so output written by C
+    code and by child processes (the notebook's kernel, the graded functions' process) is caught too."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w", encoding="utf-8")
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    # Where the criteria go: the terminal behind fd 1 -- or, when sys.stdout is not fd 1 (a test capturing
+    # it, a notebook cell), sys.stdout itself, which the redirection below leaves alone.
+    terminal = open(os.dup(saved[1]), "w", encoding="utf-8", buffering=1) if _is_fd(sys.stdout, 1) else None
+    try:
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+        yield terminal or sys.stdout
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, original in saved.items():
+            os.dup2(original, fd)
+            os.close(original)
+        if terminal is not None:
+            terminal.close()
+        log.close()
+
+
+def _is_fd(stream, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+
+
+def log_path_for(rung: str) -> Path:
+    """Where a check's details go: FT_CHECK_LOG, or a file in the system's temporary folder (never outputs/)."""
+    return Path(os.environ.get("FT_CHECK_LOG") or Path(tempfile.gettempdir()) / f"ft-check-{rung}.log")
+
+
 def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = None) -> int:
     folder = rung_folder(rung)
     parser = argparse.ArgumentParser(description=f"Check rung {rung}: runs the notebook and verifies what it made.")
@@ -331,12 +385,15 @@ def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = N
                         default=float(os.environ.get("FT_CHECK_TIMEOUT", DEFAULT_TIMEOUT_S)),
                         help=f"seconds the notebook may run (default {DEFAULT_TIMEOUT_S})")
     args = parser.parse_args(argv)
-    reports = [check_notebook(check, rung, nb, args.timeout) for nb in args.notebooks]
+    log_path = log_path_for(rung)
+    with details_to_log(log_path) as terminal:
+        reports = [check_notebook(check, rung, nb, args.timeout, out=terminal) for nb in args.notebooks]
     if len(reports) > 1:
         print("Summary")
         for report in reports:
             flag = f"  ({len(report.needs_review)} to review)" if report.needs_review else ""
             print(f"  {'DONE    ' if report.passed else 'NOT DONE'}  {report.notebook}{flag}")
+    print(f"(warnings and library logs of this check: {log_path})")
     if args.json:
         payload = [r.to_json() for r in reports] if len(reports) > 1 else reports[0].to_json()
         args.json.parent.mkdir(parents=True, exist_ok=True)

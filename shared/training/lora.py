@@ -106,7 +106,13 @@ def sweep_name(config: dict) -> str:
     return f"{config['targets']} r={config['r']} alpha={config['alpha']:g}"
 
 
-def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | None = None) -> list[dict]:
+def sweep_folder(config: dict) -> str:
+    """The folder name a sweep run's adapter is saved under, e.g. ``all-linear-r8-alpha16``."""
+    return f"{config['targets']}-r{config['r']}-alpha{config['alpha']:g}"
+
+
+def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | None = None,
+              save_to: str | Path | None = None) -> list[dict]:
     """Train one short LoRA adapter per config (dicts with ``r``, ``alpha``, ``targets``) and score it.
 
     Each run is the course's LoRA recipe (the profile's ``"lora"`` stage) shortened by the ``"lora_sweep"``
@@ -114,6 +120,8 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
     run). Returns one dict per run: the config, trainable parameters (PEFT's count), training-state memory
     (``training_state_bytes``), accuracy per task, their mean and the training seconds. On a CUDA GPU,
     ``measured_peak_bytes`` is the peak GPU memory while training (activations included); elsewhere ``None``.
+    With `save_to`, each run's adapter is saved in a folder of its own there (``sweep_folder``), so that its
+    figures can be measured again from the adapter (the checker does).
     """
     import gc
     import tempfile
@@ -122,6 +130,7 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
 
     from shared.evaluation import evals
     from shared.models import load_model
+    from shared.training.memory import peak_gpu_memory_bytes, reset_peak_gpu_memory
     from shared.training.sft import sft_trainer
 
     settings = profile.train("lora_sweep")
@@ -136,10 +145,9 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
                                   **settings)
             memory = training_state_bytes(trainer.model)
             trainable = int(trainer.model.get_nb_trainable_parameters()[0])
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
+            reset_peak_gpu_memory()
             seconds = trainer.train().metrics["train_runtime"]
-            peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+            peak = peak_gpu_memory_bytes()
             scores = evals.accuracies(evals.evaluate_model(trainer.model, tokenizer, split="heldout",
                                                            limit=eval_limit))
             results.append({"name": sweep_name(config), "r": config["r"], "alpha": config["alpha"],
@@ -147,6 +155,8 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
                             "memory_bytes": memory["total"], "memory": memory, "measured_peak_bytes": peak,
                             "accuracy": scores, "mean_accuracy": round(mean_accuracy(scores), 4),
                             "train_seconds": round(seconds, 1), "eval_examples_per_task": eval_limit})
+            if save_to is not None:
+                trainer.model.save_pretrained(str(Path(save_to) / sweep_folder(config)))
             del trainer, model  # one model at a time: free this one before the next loads
             gc.collect()
             if torch.cuda.is_available():

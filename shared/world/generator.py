@@ -444,3 +444,19 @@ if __name__ == "__main__":
     for path in write_data(DATA_DIR):
         print(f"wrote {path.relative_to(DATA_DIR.parent)}")
     checksums.update(DATA_DIR)
+
+
+def fresh_heldout(seed: int, per_task: int | None = None, world: dict | None = None) -> dict[str, list[dict]]:
+    """Held-out questions made now, from `seed`: the held-out split's distribution (the same held-out people,
+    phrasings, names and items) in new draws -- new strangers to read about, new word problems, other question
+    wordings. A model that learned the skill scores on them as on the held-out split; one trained on the
+    held-out split itself scores far higher there than here. The checker draws them from a seed an instructor
+    can set (FT_CHECK_SEED), so no notebook can train on them."""
+    world = world or build_world()
+    fresh = {}
+    for i, task in enumerate(TASKS):
+        examples = _BUILDERS[task](world, random.Random(seed * 1000 + 10 + i))["heldout"]
+        if per_task is not None:
+            examples = random.Random(seed).sample(examples, min(per_task, len(examples)))
+        fresh[task] = [{**example, "id": f"{task}-fresh-{n:04d}"} for n, example in enumerate(examples)]
+    return fresh

@@ -1,0 +1,170 @@
+"""The learner's graded functions run in a process of their own, never inside the checker.
+
+Taking a function out of a notebook executes the notebook's imports, constants and class bodies; calling it
+runs whatever the learner wrote. In the checker's own process that code could patch the very reference it is
+compared with, or the checker itself. So the functions live in a child process: the checker sends the
+arguments of each call, computes its expected values itself, and compares with what comes back. The child
+also watches each call for the references the function may not reach (``shared.checking.guards``).
+
+    with GradedFunctions(notebook, ["is_correct"], {"is_correct": rule}) as graded:
+        graded["is_correct"]("Fenwick", "Fenwick", "closed_qa")   # runs in the child, returns True
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+
+from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
+
+CALL_TIMEOUT_S = float(os.environ.get("FT_GRADED_CALL_TIMEOUT", 300))  # one call; generous for a slow laptop
+START_TIMEOUT_S = 300  # the child imports what the notebook imports (torch, transformers: seconds, not minutes)
+
+
+class GradedError(Exception):
+    """The learner's function raised; the message is what the learner would see (type, message, line)."""
+
+
+class SandboxFailure(Exception):
+    """The child could not answer: it hung, died, or returned something that cannot be sent back."""
+
+
+def _describe(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    lines = [frame.lineno for frame in frames if frame.filename == "<notebook>"]
+    where = f" (line {lines[-1]} of its cell)" if lines else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _child(connection, notebook_json: str, names: list[str], rules: dict) -> None:
+    """The child's loop: take the functions out of the notebook, then answer calls until told to stop."""
+    import nbformat
+
+    from shared.notebooks import graded
+
+    try:
+        nb = nbformat.reads(notebook_json, as_version=4)
+        functions = graded.extract_functions(nb, names, missing_ok=True)
+    except Exception as error:  # noqa: BLE001 -- reported to the checker, which turns it into a ✗
+        connection.send(("broken", _describe(error)))
+        return
+    connection.send(("ready", sorted(functions)))
+    while True:
+        request = connection.recv()
+        if request is None:
+            return
+        name, args, kwargs = request
+        try:
+            result = call_watched(functions[name], args, kwargs, rules.get(name))
+        except NotImplementedError:
+            connection.send(("not-written", ""))
+            continue
+        except ForbiddenCall as refused:
+            connection.send(("forbidden", str(refused)))
+            continue
+        except BaseException as error:  # noqa: BLE001 -- a learner's function may raise anything
+            connection.send(("raised", _describe(error)))
+            continue
+        try:
+            connection.send(("returned", result))
+        except Exception as error:  # noqa: BLE001 -- e.g. a generator or a lambda
+            connection.send(("unsendable", f"{type(result).__name__} ({error})"))
+
+
+class GradedFunctions:
+    """The graded functions of one notebook, served by a child process started on first use."""
+
+    def __init__(self, notebook, names: list[str], rules: dict[str, Forbidden] | None = None):
+        import nbformat
+
+        self._notebook_json = nbformat.writes(notebook)
+        self.names = list(names)
+        self.rules = dict(rules or {})
+        self._process = self._connection = None
+        self._defined: set[str] | None = None
+        self._broken = ""
+
+    # -- the child --------------------------------------------------------------------------------
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of the checker's state
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(target=_child, daemon=True,
+                                        args=(child_end, self._notebook_json, self.names, self.rules))
+        self._process.start()
+        child_end.close()
+        if not self._connection.poll(START_TIMEOUT_S):
+            self._stop()
+            self._broken = f"the notebook's imports and definitions did not load within {START_TIMEOUT_S:.0f} s"
+            return
+        status, payload = self._connection.recv()
+        if status == "ready":
+            self._defined = set(payload)
+        else:
+            self._broken = payload
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            try:
+                self._connection.send(None)
+            except (OSError, ValueError):
+                pass
+            self._process.join(timeout=5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout=5)
+        self._process = None
+
+    def close(self) -> None:
+        self._stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- calls ------------------------------------------------------------------------------------
+    def defines(self, name: str) -> bool:
+        if self._defined is None and not self._broken:
+            self._start()
+        return bool(self._defined) and name in self._defined
+
+    def call(self, name: str, *args, **kwargs):
+        if not self.defines(name):
+            if self._broken:
+                raise SandboxFailure(self._broken)
+            raise SandboxFailure(f"the notebook does not define {name} (keep the names and signatures the "
+                                 "exercise gives)")
+        try:
+            self._connection.send((name, args, kwargs))
+        except Exception as error:  # noqa: BLE001 -- the checker's own arguments; a bug if it happens
+            raise SandboxFailure(f"could not send the arguments to {name} ({error})") from error
+        if not self._connection.poll(CALL_TIMEOUT_S):
+            self._stop()
+            self._defined, self._broken = set(), f"{name} did not return within {CALL_TIMEOUT_S:.0f} s"
+            raise SandboxFailure(self._broken + " (an endless loop?)")
+        try:
+            status, payload = self._connection.recv()
+        except EOFError:
+            self._stop()
+            self._defined, self._broken = set(), f"{name} stopped the Python process it ran in"
+            raise SandboxFailure(self._broken) from None
+        if status == "returned":
+            return payload
+        if status == "not-written":
+            raise NotImplementedError(name)
+        if status == "forbidden":
+            raise ForbiddenCall(f"{name} is not allowed to do this: {payload}")
+        if status == "unsendable":
+            raise SandboxFailure(f"{name} returned a {payload}, which is not a value the checker can read")
+        raise GradedError(payload)
+
+    def function(self, name: str):
+        """A stand-in for the learner's function: same call, answered by the child."""
+        def graded_function(*args, **kwargs):
+            return self.call(name, *args, **kwargs)
+
+        graded_function.__name__ = name
+        return graded_function

@@ -1,0 +1,40 @@
+"""The test suite's one run of each solution notebook, shared by nbval and the checker tests.
+
+nbval executes every solution notebook (cell by cell, as test items) with FT_OUTPUTS pointing at one folder
+for the whole session. conftest.py records how each went here; a rung's checker tests then judge that same
+run (``checking.PriorRun``) instead of executing the notebook a second time. Run on their own (nbval not
+collected), the checker tests execute the notebook themselves, once per test module.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.paths import SOLUTIONS_DIR
+
+# One outputs folder per session, set before nbval starts any kernel: no test reads or writes outputs/.
+OUTPUTS_ROOT = Path(os.environ.setdefault("FT_OUTPUTS", tempfile.mkdtemp(prefix="ft-suite-outputs-")))
+
+
+@dataclass
+class NotebookRun:
+    cells: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+
+RUNS: dict[str, NotebookRun] = {}   # notebook file name (02-sft.ipynb) -> how its nbval run went
+FINGERPRINT_BEFORE: dict = {}       # the course's files before any notebook ran (integrity.fingerprint)
+
+
+def solution_path(nodeid: str) -> Path | None:
+    """The solution notebook an nbval item belongs to (None for other tests)."""
+    path = nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb") and Path(path).parent.name == SOLUTIONS_DIR.name:
+        return SOLUTIONS_DIR / Path(path).name
+    return None
+
+EXTRA_RUNS: dict[str, float] = {}   # solutions the checker tests had to execute themselves: name -> seconds

@@ -278,6 +278,12 @@ def test_another_base_or_no_peak_memory_fails(tmp_path):
         check04.check_run(_fake_gpu_run(tmp_path / "b", peak_gpu_memory_bytes=None), GPU, GPU_NEEDS)
 
 
+def test_a_peak_below_what_the_4bit_weights_hold_fails(tmp_path):
+    """run.json's peak memory is the notebook's own figure: it cannot be less than the 4-bit base alone."""
+    with pytest.raises(checking.CheckFailed, match="less than the .* GB the base's 4-bit weights alone hold"):
+        check04.check_run(_fake_gpu_run(tmp_path, peak_gpu_memory_bytes=2_000_000_000), GPU, GPU_NEEDS)
+
+
 def test_an_adapter_for_another_hidden_size_fails(tmp_path):
     outputs = _fake_gpu_run(tmp_path)
     shutil.rmtree(outputs / "adapter")

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
+from shared.checking.artefacts import same_base  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number as _finite  # noqa: E402
 
@@ -297,7 +298,7 @@ def check_run(outputs: Path, profile, requirements: dict) -> str:
     run = read_json(outputs / "run.json", "the run's metadata")
     config = read_json(outputs / "base_config.json", "the base's config")
     require(isinstance(run, dict) and isinstance(config, dict), "run.json and base_config.json must be JSON objects")
-    require(_same_model(run.get("base_model"), profile.qlora_model),
+    require(same_base(run.get("base_model"), profile.qlora_model),
             f"run.json's base is {run.get('base_model')!r}; the {profile.name} profile's QLoRA base is "
             f"{profile.qlora_model!r}")
     require(run.get("loaded_in_4bit") is True, "run.json says the base was not loaded in 4-bit")
@@ -323,16 +324,12 @@ def check_run(outputs: Path, profile, requirements: dict) -> str:
     if requirements["gpus_used"]:
         peak = run.get("peak_gpu_memory_bytes")
         require(_finite(peak) and peak > 0, "run.json has no peak GPU memory")
+        # The figure is the notebook's own measurement; it cannot be below what the 4-bit base alone holds.
+        weights = memory.predicted_four_bit_bytes(config, profile.torch_dtype)
+        require(peak >= 0.9 * weights, f"run.json says training peaked at {peak / 1e9:.2f} GB, less than the "
+                                       f"{weights / 1e9:.2f} GB the base's 4-bit weights alone hold")
         detail += f", on {run.get('gpu_name')} peaking at {peak / 1e9:.1f} GB"
     return detail
-
-
-def _same_model(saved, expected) -> bool:
-    if not isinstance(saved, str):
-        return False
-    if Path(expected).exists():
-        return Path(saved).exists() and Path(saved).resolve() == Path(expected).resolve()
-    return saved == str(expected)
 
 
 def check_adapter_shapes(outputs: Path) -> str:

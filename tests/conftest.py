@@ -73,4 +73,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         name = path.split("/")[-1]
         times = 1 + (name in suite_runs.EXTRA_RUNS)
         write(f"{'':8}    solutions/{name} executed {times} time{'s' if times > 1 else ''}")
-    write(f"{time.monotonic() - _START:8.1f} s  whole test suite")
+    total = time.monotonic() - _START
+    write(f"{total:8.1f} s  whole test suite")
+    budget = suite_budget(seconds)
+    write(f"{budget:8.1f} s  budget: {BASE_BUDGET_S:.0f} s for rungs 02-04, + each later rung's notebook + "
+          f"{PER_RUNG_S:.0f} s ({total / budget:.0%} of it used)")
+
+
+# The suite's budget (a figure to read, never a timed assert): rungs 02-04 in 8 minutes on 2 cores, and each
+# later rung adds at most its notebook's time plus a minute.
+BASE_BUDGET_S = 480.0
+PER_RUNG_S = 60.0
+FIRST_RUNGS = ("02-", "03-", "04-")
+
+
+def suite_budget(seconds_per_notebook: dict[str, float]) -> float:
+    later = [s for path, s in seconds_per_notebook.items()
+             if path.startswith("solutions/") and not path.split("/")[-1].startswith(FIRST_RUNGS)]
+    return BASE_BUDGET_S + sum(s + PER_RUNG_S for s in later)

@@ -18,6 +18,10 @@ import traceback
 
 from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
 
+# The children are forked from a server process that has imported the heavy libraries once: a fresh process for
+# every notebook, without paying torch's and transformers' import each time. The server holds nothing of the
+# checker's (it is started clean, before any learner code runs, and only imports these).
+PRELOAD = ["torch", "transformers", "peft", "trl", "nbformat", "shared.notebooks.graded", "shared.checking.guards"]
 CALL_TIMEOUT_S = float(os.environ.get("FT_GRADED_CALL_TIMEOUT", 300))  # one call; generous for a slow laptop
 START_TIMEOUT_S = 300  # the child imports what the notebook imports (torch, transformers: seconds, not minutes)
 
@@ -72,6 +76,12 @@ def _child(connection, notebook_json: str, names: list[str], rules: dict) -> Non
             connection.send(("unsendable", f"{type(result).__name__} ({error})"))
 
 
+def _context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # takes effect when the server starts, on the first call
+    return context
+
+
 class GradedFunctions:
     """The graded functions of one notebook, served by a child process started on first use."""
 
@@ -87,7 +97,7 @@ class GradedFunctions:
 
     # -- the child --------------------------------------------------------------------------------
     def _start(self) -> None:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of the checker's state
+        context = _context()
         self._connection, child_end = context.Pipe()
         self._process = context.Process(target=_child, daemon=True,
                                         args=(child_end, self._notebook_json, self.names, self.rules))

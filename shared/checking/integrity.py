@@ -8,10 +8,10 @@ memory (never in a file the notebook could reach) and reports every file added, 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from shared.paths import DATA_DIR, REPO_ROOT
+from shared.world.checksums import sha256 as _digest
 
 GUARDED = (DATA_DIR, REPO_ROOT / "shared")
 IGNORED_PARTS = {"__pycache__", ".ipynb_checkpoints"}  # written by Python and Jupyter themselves
@@ -24,14 +24,6 @@ def _files(root: Path):
     for path in sorted(root.rglob("*")):
         if path.is_file() and not IGNORED_PARTS & set(path.parts) and path.suffix != ".pyc":
             yield path
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fingerprint(roots=GUARDED) -> dict[str, str]:

@@ -99,6 +99,20 @@ PROFILES = {
             # run learns enough to tell the settings apart): six runs take about as long as the main one.
             "lora_sweep": MappingProxyType(dict(examples_per_task=150, num_train_epochs=1, learning_rate=5e-3,
                                                 eval_examples_per_task=30)),
+            # Preference and RL stages: first settings, small and CPU-fast; the rung that teaches each one tunes
+            # them (and says by how much) once it has data. The data comes from the rung, so no examples_per_task.
+            # DPO moves an SFT model a little: a rate well below SFT's, TRL's beta (0.1).
+            "dpo": MappingProxyType(dict(learning_rate=5e-5, beta=0.1, num_train_epochs=1,
+                                         per_device_train_batch_size=8, warmup_steps=0.05,
+                                         activation_checkpointing=False)),
+            # A fresh one-number head on the base: TRL's default rate (1e-4); centring keeps scores near zero.
+            "reward": MappingProxyType(dict(learning_rate=1e-4, num_train_epochs=1, per_device_train_batch_size=8,
+                                            center_rewards_coefficient=0.01, activation_checkpointing=False)),
+            # 4 answers per prompt, 2 prompts a step; answers as long as the longest reference (a sentence).
+            # beta=0 (no reference model) and TRL's DAPO loss are TRL's defaults, written here to be seen.
+            "grpo": MappingProxyType(dict(learning_rate=1e-5, num_train_epochs=1, per_device_train_batch_size=8,
+                                          num_generations=4, max_completion_length=24, beta=0.0, loss_type="dapo",
+                                          scale_rewards="group", activation_checkpointing=False)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -126,6 +140,19 @@ PROFILES = {
                                            optim="paged_adamw_8bit")),
             "lora_sweep": MappingProxyType(dict(examples_per_task=300, num_train_epochs=1, learning_rate=5e-4,
                                                 eval_examples_per_task=60)),
+            # First settings for the ~0.4B base on a 16 GB T4, for the rung issues to tune. DPO keeps a second, frozen
+            # copy of the model as its reference; the full-weight rates are the usual ones at this size.
+            "dpo": MappingProxyType(dict(learning_rate=5e-7, beta=0.1, num_train_epochs=1,
+                                         per_device_train_batch_size=4, gradient_accumulation_steps=4,
+                                         warmup_steps=0.1, activation_checkpointing=True)),
+            "reward": MappingProxyType(dict(learning_rate=1e-5, num_train_epochs=1, per_device_train_batch_size=8,
+                                            gradient_accumulation_steps=2, center_rewards_coefficient=0.01,
+                                            activation_checkpointing=True)),
+            # Generation dominates GRPO's time: 8 answers per prompt, 2 prompts per device batch, 4 batches a step.
+            "grpo": MappingProxyType(dict(learning_rate=1e-6, num_train_epochs=1, per_device_train_batch_size=16,
+                                          gradient_accumulation_steps=4, num_generations=8,
+                                          max_completion_length=64, beta=0.0, loss_type="dapo",
+                                          scale_rewards="group", activation_checkpointing=True)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

@@ -85,8 +85,8 @@ def test_profile_settings_are_read_only(no_cuda):
 
 
 def test_unknown_stage_lists_the_stages(no_cuda):
-    with pytest.raises(KeyError, match="'dpo'") as info:
-        profiles.get_profile().train("dpo")
+    with pytest.raises(KeyError, match="'kto'") as info:
+        profiles.get_profile().train("kto")
     assert "sft" in str(info.value)
 
 
@@ -118,3 +118,24 @@ def test_model_variables_that_are_empty_or_unchanged_change_nothing(monkeypatch,
     monkeypatch.setenv("FT_QLORA_MODEL", str(TINY_BASE_DIR))
     assert profiles.get_profile() is profiles.PROFILES["tiny"]
     assert capsys.readouterr().out == ""
+
+
+TRAINER_STAGES = {"sft": "SFTConfig", "lora": "SFTConfig", "qlora": "SFTConfig", "dpo": "DPOConfig",
+                  "reward": "RewardConfig", "grpo": "GRPOConfig"}
+
+
+@pytest.mark.parametrize("name", list(profiles.PROFILES))
+@pytest.mark.parametrize("stage", list(TRAINER_STAGES))
+def test_every_training_stage_is_accepted_by_its_trl_config(name, stage, tmp_path):
+    # A renamed TRL argument (or a typo) fails here for the gpu profile too, without a GPU: the config is built
+    # with the tiny profile's CPU settings and the stage's own sizes.
+    import trl
+
+    from shared.training.recipe import common_config_kwargs
+
+    config_class = getattr(trl, TRAINER_STAGES[stage])
+    settings = profiles.PROFILES[name].train(stage)
+    settings.pop("examples_per_task", None)  # read by sft_trainer, not a TRL setting
+    config = config_class(**{**common_config_kwargs(config_class, profiles.PROFILES["tiny"], tmp_path), **settings})
+    assert all(getattr(config, key) == value for key, value in settings.items())
+

@@ -1,2 +1,3 @@
-"""Training: the SFT recipe (``sft``), LoRA (``lora``), 4-bit NF4 (``quantisation``), what a model costs in
-memory (``memory``) and what a run records (``runs``)."""
+"""Training: the SFT recipe (``sft``), preference learning -- DPO and reward models (``preference``), RL from a
+reward function (``grpo``), what all their trainers share (``recipe``), LoRA (``lora``), 4-bit NF4
+(``quantisation``), what a model costs in memory (``memory``) and what a run records (``runs``)."""

@@ -3,8 +3,8 @@ against) and the accuracy of a run under a learner's scoring function."""
 
 from __future__ import annotations
 
-import logging
-
+from shared.training.recipe import keep_trainable_weights_in_fp32  # noqa: F401  (its home was here: sft.keep_...)
+from shared.training.recipe import common_config_kwargs, quiet_datasets, ready
 from shared.world.data import to_messages
 
 
@@ -23,18 +23,9 @@ def trl_tokenized(examples: list[dict], model, tokenizer) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(output_dir=tmp, completion_only_loss=True, report_to=[], use_cpu=True,
                          max_length=None, disable_tqdm=True, dataset_num_proc=None)
-        quiet_datasets = logging.getLogger("datasets")
-        previous = quiet_datasets.level
-        quiet_datasets.setLevel(logging.ERROR)
-        try:
-            from datasets.utils.logging import disable_progress_bar, enable_progress_bar
-
-            disable_progress_bar()
+        with quiet_datasets():
             trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                  processing_class=tokenizer)
-        finally:
-            enable_progress_bar()
-            quiet_datasets.setLevel(previous)
         prepared = trainer.train_dataset
         return [{"input_ids": list(r["input_ids"]), "labels": list(r["labels"])} for r in prepared]
 
@@ -61,38 +52,14 @@ def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=N
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from shared.world import data
     from shared.progress import quiet
+    from shared.world import data
 
-    if quiet():  # TRL's tokenising passes show progress bars of their own
-        from datasets.utils.logging import disable_progress_bar
-
-        disable_progress_bar()
     settings = {**profile.train(stage), **overrides}
     examples = data.mixed("train", limit_per_task=settings.pop("examples_per_task"))
-    config = SFTConfig(
-        output_dir=str(output_dir), completion_only_loss=True, lr_scheduler_type="cosine", logging_steps=5,
-        save_strategy="no", report_to=[], seed=0, max_length=profile.max_seq_length,
-        use_cpu=profile.device == "cpu", disable_tqdm=quiet(), dataset_num_proc=None,
-        **profile.precision(), **settings)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(prompt_completion_rows(examples)),
-                         processing_class=tokenizer, peft_config=peft_config)
-    if config.fp16:
-        keep_trainable_weights_in_fp32(trainer.model)
-    return trainer
-
-
-def keep_trainable_weights_in_fp32(model) -> int:
-    """Put the weights being trained back in fp32; returns how many tensors it changed.
-
-    On a 4-bit base TRL stores the adapter in bf16 (the QLoRA paper's choice). A GPU without bf16 (a Colab T4)
-    trains in fp16 with a gradient scaler, which cannot unscale bf16 gradients and stops at the first step;
-    fp32 adapters work with either precision, and cost little: an adapter is a small share of the model."""
-    import torch
-
-    changed = 0
-    for parameter in model.parameters():
-        if parameter.requires_grad and parameter.dtype != torch.float32:
-            parameter.data = parameter.data.float()
-            changed += 1
-    return changed
+    config = SFTConfig(**{**common_config_kwargs(SFTConfig, profile, output_dir), "completion_only_loss": True,
+                          "lr_scheduler_type": "cosine", **settings})
+    with quiet_datasets(quiet()):  # TRL's tokenising passes show progress bars of their own
+        trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
+                             train_dataset=Dataset.from_list(prompt_completion_rows(examples)))
+    return ready(trainer)

@@ -1,6 +1,8 @@
-"""Task data: loading the tiny-world tasks and turning examples into chat messages.
+"""Task data: loading the tasks of the registry (``shared.world.tasks``) and turning examples into chat messages.
 
-Every example is a dict with ``task``, ``prompt`` (what the user asks), ``answer`` (the reference) and ``id``.
+An example of the three answer tasks is a dict with ``task``, ``prompt`` (what the user asks), ``answer`` (the
+reference) and ``id``; other kinds carry the fields their kind names (``tasks.KINDS``). Any registered task loads
+from ``data/tasks/<name>/<split>.jsonl``, each row checked against its kind, so a malformed row is named by line.
 The files are checked against ``data/checksums.sha256`` on first load, so a corrupt file is named, not
 silently used.
 """
@@ -11,25 +13,35 @@ import json
 import random
 from functools import lru_cache
 
-from shared.world import checksums
+from shared.world import checksums, tasks
 from shared.paths import DATA_DIR
-from shared.world.tasks import SPLITS, TASKS
+from shared.world.tasks import TASKS
 
-@lru_cache(maxsize=1)
-def _verified() -> bool:
-    checksums.verify(DATA_DIR, only="tasks")
+
+@lru_cache(maxsize=None)
+def _verified(data_dir) -> bool:
+    checksums.verify(data_dir, only="tasks")
     return True
 
 
 def load_task(task: str, split: str, limit: int | None = None, seed: int = 0) -> list[dict]:
     """Examples of one task and split. ``limit`` keeps a seeded random subset (same subset every run)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; tasks are: {', '.join(TASKS)}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits are: {', '.join(SPLITS)}")
-    _verified()
+    spec = tasks.get(task)
+    if split not in spec.splits:
+        raise ValueError(f"unknown split {split!r} of {task}; splits are: {', '.join(spec.splits)}")
+    _verified(DATA_DIR)  # read at call time: tests point DATA_DIR at a folder of their own
     path = DATA_DIR / "tasks" / task / f"{split}.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not path.exists():
+        raise FileNotFoundError(f"{task} is registered but has no {split} data: {path} is missing")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            row = json.loads(line)
+            try:
+                tasks.validate_example(spec, row, split)
+            except ValueError as problem:
+                raise ValueError(f"{path}, line {number}: {problem}") from None
+            rows.append(row)
     if limit is not None and limit < len(rows):
         rows = sorted(random.Random(seed).sample(rows, limit), key=lambda r: r["id"])
     return rows

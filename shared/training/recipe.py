@@ -1,0 +1,97 @@
+"""What every trainer the course builds shares: the config settings all its recipes agree on, quiet output in
+executed notebooks, and the fp32 repair a GPU without bf16 needs.
+
+    config = DPOConfig(**{**common_config_kwargs(DPOConfig, profile, output_dir), **profile.train("dpo")})
+    trainer = ready(DPOTrainer(model=model, args=config, ...))   # quiet logs; fp32 trainable weights under fp16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from contextlib import contextmanager
+
+from shared.progress import quiet
+
+# TRL 1.16 still reads transformers' old name for activation checkpointing; the warning is about TRL's code, and
+# would appear in every DPO and GRPO notebook for nothing a learner can change.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+def common_config_kwargs(config_class, profile, output_dir) -> dict:
+    """Settings every recipe uses, for any TRL config class (SFTConfig, DPOConfig, RewardConfig, GRPOConfig).
+
+    A setting the class has no field for is left out (GRPOConfig has no ``max_length``: it caps the completion
+    instead), so one dict serves all four; a recipe's own settings and the caller's overrides go on top."""
+    common = dict(
+        output_dir=str(output_dir),
+        report_to=[],             # no wandb/tensorboard: the loss history stays in trainer.state.log_history
+        save_strategy="no",       # a rung saves the model it wants, once, at the end
+        seed=0,
+        use_cpu=profile.device == "cpu",
+        disable_tqdm=quiet(),     # no progress bar in a notebook run under CI
+        logging_steps=5,
+        max_length=profile.max_seq_length,
+        dataset_num_proc=None,    # tokenise in this process: worker processes cost more than they save here
+        **profile.precision(),    # fp32 on the CPU; bf16 or fp16 on a GPU (TRL would choose bf16 otherwise)
+    )
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    return {name: value for name, value in common.items() if name in fields}
+
+
+@contextmanager
+def quiet_datasets(when: bool = True):
+    """Silence the progress bars and INFO lines of ``datasets`` while a trainer tokenises its data."""
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    logger = logging.getLogger("datasets")
+    level, bars = logger.level, is_progress_bar_enabled()
+    if when:
+        logger.setLevel(logging.ERROR)
+        disable_progress_bar()
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if bars:
+            enable_progress_bar()
+
+
+def quiet_logs(trainer):
+    """Under CI or FT_QUIET=1, stop the trainer printing its log dict every ``logging_steps``.
+
+    With progress bars off, transformers adds a ``PrinterCallback`` that prints ``{'loss': ...}`` each time it
+    logs; in an executed notebook that is a page of dicts. The losses are still recorded in
+    ``trainer.state.log_history`` (what the loss plots read)."""
+    from transformers.trainer_callback import PrinterCallback
+
+    if quiet():
+        for callback in list(trainer.callback_handler.callbacks):
+            if isinstance(callback, PrinterCallback):
+                trainer.remove_callback(callback)
+    return trainer
+
+
+def ready(trainer):
+    """What every builder does to the trainer it made: fp32 trainable weights under fp16, quiet logs."""
+    if trainer.args.fp16:
+        keep_trainable_weights_in_fp32(trainer.model)
+    return quiet_logs(trainer)
+
+
+def keep_trainable_weights_in_fp32(model) -> int:
+    """Put the weights being trained back in fp32; returns how many tensors it changed.
+
+    On a 4-bit base TRL stores the adapter in bf16 (the QLoRA paper's choice), and the gpu profile loads a full
+    model in fp16 on a T4. A GPU without bf16 (a Colab T4) trains in fp16 with a gradient scaler, which cannot
+    unscale half-precision gradients and stops at the first step; fp32 trainable weights work with either
+    precision (an adapter is a small share of the model, so they cost little there)."""
+    import torch
+
+    changed = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+            changed += 1
+    return changed

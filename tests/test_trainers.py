@@ -1,0 +1,126 @@
+"""Every trainer the course builds, built on the tiny model and run for two steps: a renamed TRL argument, a
+changed default or a missing log key fails here, not in a learner's notebook. And trainers stay quiet under CI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+
+from shared.models import load_model, load_tokenizer
+from shared.profiles import PROFILES
+from shared.training import grpo, preference, recipe
+from shared.training.sft import sft_trainer
+from shared.world import data
+from shared.world.generator import build_world
+
+TINY = PROFILES["tiny"]
+TWO_STEPS = dict(max_steps=2, logging_steps=1, warmup_steps=0, per_device_train_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(profile=TINY)
+
+
+@pytest.fixture(scope="module")
+def town_pairs():
+    """Preference pairs from the tiny world: the town a person lives in, against a town they do not."""
+    world = build_world()
+    towns = [town["name"] for town in world["towns"]]
+    return [{"prompt": f"Where does {person['name']} live?", "chosen": f"{person['name']} lives in {person['town']}.",
+             "rejected": f"{person['name']} lives in {next(t for t in towns if t != person['town'])}."}
+            for person in world["people"][:8]]
+
+
+def weights(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def changed(model, before: dict) -> bool:
+    return any(not torch.equal(p.detach(), before[name]) for name, p in model.named_parameters())
+
+
+def logged(trainer, key: str) -> list[float]:
+    values = [row[key] for row in trainer.state.log_history if key in row]
+    assert values and all(math.isfinite(v) for v in values), (key, trainer.state.log_history)
+    return values
+
+
+def test_sft_trainer_trains_and_prints_no_loss_dicts(monkeypatch, capfd, tokenizer, tmp_path):
+    monkeypatch.setenv("FT_QUIET", "1")
+    model = load_model(profile=TINY)
+    before = weights(model)
+    trainer = sft_trainer(model, tokenizer, TINY, "sft", tmp_path, examples_per_task=4, **TWO_STEPS)
+    capfd.readouterr()
+    trainer.train()
+    printed = capfd.readouterr()
+    assert "'loss'" not in printed.out + printed.err      # PrinterCallback would print {'loss': ...} every step
+    assert len(logged(trainer, "loss")) == 2              # ... and the history is still there for the plots
+    assert changed(trainer.model, before)
+
+
+def test_quiet_logs_keeps_the_printer_when_output_is_wanted(monkeypatch, tokenizer, tmp_path):
+    from transformers.trainer_callback import PrinterCallback
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FT_QUIET", "0")
+    trainer = sft_trainer(load_model(profile=TINY), tokenizer, TINY, "sft", tmp_path, examples_per_task=2,
+                          max_steps=1, disable_tqdm=True)  # no bar: transformers prints the logs instead
+    assert any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)
+    monkeypatch.setenv("FT_QUIET", "1")
+    recipe.quiet_logs(trainer)
+    assert not any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)
+
+
+def test_dpo_trainer_moves_the_policy_away_from_a_frozen_reference(tokenizer, town_pairs, tmp_path):
+    model = load_model(profile=TINY)
+    with torch.no_grad():  # as if SFT had trained it in this notebook: no longer the model on disk
+        model.get_input_embeddings().weight.add_(0.01)
+    before = weights(model)
+    trainer = preference.dpo_trainer(model, tokenizer, TINY, "dpo", tmp_path,
+                                     preference.preference_dataset(town_pairs), learning_rate=1e-3, **TWO_STEPS)
+    assert trainer.args.beta == TINY.train("dpo")["beta"]
+    trainer.train()
+    logged(trainer, "loss")
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen"):
+        logged(trainer, key)
+    assert logged(trainer, "rewards/chosen")[-1] != 0      # step 2: the policy differs from the reference...
+    assert changed(trainer.model, before)
+    assert not changed(trainer.ref_model, before)          # ... which is the model as passed in, not the one on disk
+
+
+def test_reward_trainer_trains_a_one_number_head(tokenizer, town_pairs, tmp_path):
+    model = preference.load_reward_model(TINY)
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tokenizer.pad_token_id
+    before = weights(model)
+    trainer = preference.reward_trainer(model, tokenizer, TINY, "reward", tmp_path,
+                                        preference.preference_dataset(town_pairs), **TWO_STEPS)
+    trainer.train()
+    logged(trainer, "loss")
+    assert 0 <= logged(trainer, "accuracy")[-1] <= 1       # how often chosen scored above rejected
+    logged(trainer, "margin")
+    assert changed(trainer.model, before)
+
+
+def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path):
+    columns_seen = set()
+
+    def near_twenty_characters(prompts, completions, **columns):   # a trivial reward: answer length
+        columns_seen.update(columns)
+        return [-abs(len(c[0]["content"]) - 20) / 20 for c in completions]
+
+    prompts = Dataset.from_list(grpo.prompt_rows(data.load_task("arithmetic", "train", limit=2)))
+    model = load_model(profile=TINY)
+    before = weights(model)
+    trainer = grpo.grpo_trainer(model, tokenizer, TINY, "grpo", tmp_path, prompts, near_twenty_characters,
+                                num_generations=2, max_completion_length=12, learning_rate=1e-3, **TWO_STEPS)
+    assert trainer.args.beta == 0.0 and trainer.ref_model is None   # TRL's default: no KL term, no reference
+    trainer.train()
+    logged(trainer, "loss")
+    assert all(r <= 0 for r in logged(trainer, "reward"))
+    assert max(logged(trainer, "reward_std")) > 0          # answers differed, so some advantages were not zero
+    assert "answer" in columns_seen                        # dataset columns reach the reward function
+    assert changed(trainer.model, before)

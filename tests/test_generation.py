@@ -1,4 +1,5 @@
-"""Batched greedy generation: where it stops, and that batching (left padding) does not change an answer."""
+"""Batched generation: where it stops, that batching (left padding) does not change a greedy answer, and that
+sampling is reproducible from its seed."""
 
 from types import SimpleNamespace
 
@@ -6,6 +7,15 @@ import pytest
 
 from shared.evaluation import generation
 from shared.models import load_model, load_tokenizer
+
+PROMPTS = ["Where does Mira Olsen live?", ("Extract the person's name, town and job from the text as JSON.\n\n"
+                                          "Text: Ola Brint lives in Fenwick. Ola Brint works as a baker."),
+           "Ada has 7 pears. Ada finds 5 more."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model(), load_tokenizer()
 
 
 def _vocabulary_tokenizer(vocabulary: dict, eos: int, unk: int | None):
@@ -31,13 +41,40 @@ def test_unknown_end_of_turn_tokens_are_not_stops():
     assert generation.stop_token_ids(_vocabulary_tokenizer({}, eos=2, unk=None)) == [2]  # a vocabulary without unk
 
 
-def test_a_batch_answers_as_each_prompt_alone():
+def test_a_batch_answers_as_each_prompt_alone(tiny):
     """Left padding lines the prompts up; the padded positions must not change any answer."""
-    tokenizer, model = load_tokenizer(), load_model()
-    prompts = ["Where does Mira Olsen live?", "Extract the person's name, town and job from the text as JSON.\n\n"
-               "Text: Ola Brint lives in Fenwick. Ola Brint works as a baker.", "Ada has 7 pears. Ada finds 5 more."]
-    together = generation.generate(model, tokenizer, prompts, max_new_tokens=8)
-    alone = [generation.generate(model, tokenizer, [prompt], max_new_tokens=8)[0] for prompt in prompts]
+    model, tokenizer = tiny
+    together = generation.generate(model, tokenizer, PROMPTS, max_new_tokens=8)
+    alone = [generation.generate(model, tokenizer, [prompt], max_new_tokens=8)[0] for prompt in PROMPTS]
     assert together == alone
     assert all(isinstance(answer, str) and answer == answer.strip() for answer in together)
     assert not any(token in answer for answer in together for token in ("<|end|>", "<pad>", "</s>"))
+
+
+def test_sampling_gives_n_answers_per_prompt_the_same_for_the_same_seed(tiny):
+    model, tokenizer = tiny
+    first = generation.sample(model, tokenizer, PROMPTS, n=4, max_new_tokens=8, seed=0)
+    assert [len(answers) for answers in first] == [4] * len(PROMPTS)
+    assert all(isinstance(a, str) and a == a.strip() for answers in first for a in answers)
+    assert generation.sample(model, tokenizer, PROMPTS, n=4, max_new_tokens=8, seed=0) == first
+    assert generation.sample(model, tokenizer, PROMPTS, n=4, max_new_tokens=8, seed=1) != first
+    assert any(len(set(answers)) > 1 for answers in first), "at temperature 1 the n answers should differ"
+
+
+def test_sampling_leaves_the_callers_random_state_alone(tiny):
+    import torch
+
+    model, tokenizer = tiny
+    torch.manual_seed(123)
+    generation.sample(model, tokenizer, PROMPTS[:1], n=2, max_new_tokens=4, seed=0)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(3))
+
+
+def test_sampling_from_the_top_token_alone_is_greedy(tiny):
+    """top_p that keeps only the most likely token leaves no choice: every sample is the greedy answer."""
+    model, tokenizer = tiny
+    greedy = generation.generate(model, tokenizer, PROMPTS, max_new_tokens=8)
+    sampled = generation.sample(model, tokenizer, PROMPTS, n=3, top_p=1e-6, max_new_tokens=8, seed=0)
+    assert sampled == [[answer] * 3 for answer in greedy]

@@ -1,4 +1,5 @@
-"""The task_accuracy metric (loaded by path with `evaluate`, offline) and the accuracy helpers."""
+"""The task_accuracy metric (loaded by path with `evaluate`, offline), the accuracy helpers, each example's own
+score and the same scores as a GRPO reward."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import math
 
 import pytest
 
-from shared.evaluation import evals
 from shared import numbers
+from shared.evaluation import evals
 from shared.paths import METRICS_DIR
 
 REFERENCE_JSON = json.dumps({"name": "Mara Ashby", "town": "Fenwick", "job": "baker"})
@@ -134,3 +135,67 @@ def test_is_valid_accuracy(value, valid):
 
 def test_nan_accuracy_is_not_valid():
     assert not numbers.is_fraction(evals.accuracy("arithmetic", [], []))
+
+
+# -- per-example scores and the GRPO reward ----------------------------------------------------------------
+def test_the_metric_scores_every_prediction():
+    assert evals.score("arithmetic", ["1", "2", "x", "4"], ["1", "2", "3", "5"]) == {"accuracy": 0.5,
+                                                                                  "correct": [1, 1, 0, 0]}
+
+
+def test_each_evaluated_example_keeps_its_own_score(monkeypatch):
+    """The metric runs once; its per-example verdicts land on the examples and average to the accuracy."""
+    from shared.world.data import load_task
+
+    examples = load_task("arithmetic", "heldout", limit=6)
+    answers = [e["answer"] if i % 3 else "no idea" for i, e in enumerate(examples)]  # the first of each three wrong
+    monkeypatch.setattr(evals, "generate", lambda model, tokenizer, prompts, **kwargs: answers)
+    result = evals.evaluate_task(None, None, "arithmetic", examples=examples)
+    assert [e["correct"] for e in result.examples] == [0, 1, 1, 0, 1, 1]
+    assert result.accuracy == pytest.approx(4 / 6)
+
+
+CONVERSATION = [{"role": "assistant", "content": " Fenwick."}]
+
+
+@pytest.mark.parametrize("completions", [
+    [" Fenwick.", "Harrowgate", "5 plus 7 is 12.", REFERENCE_JSON],            # standard data: strings
+    [CONVERSATION, [{"role": "assistant", "content": "Harrowgate"}],         # conversational: one message each
+     [{"role": "assistant", "content": "5 plus 7 is 12."}], [{"role": "assistant", "content": REFERENCE_JSON}]],
+])
+def test_task_reward_scores_each_completion_against_its_rows_answer(completions):
+    rewards = evals.task_reward(prompts=["?"] * 4, completions=completions,
+                                task=["closed_qa", "closed_qa", "arithmetic", "extraction"],
+                                answer=["Fenwick", "Fenwick", "12", REFERENCE_JSON], trainer_state=None)
+    assert rewards == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_grpo_trainer_calls_task_reward_with_the_task_and_answer_columns(tmp_path):
+    """One GRPO step on the tiny model: TRL passes the columns and conversational completions the way
+    task_reward reads them, and logs the rewards it returned."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from shared.models import load_model, load_tokenizer
+    from shared.world.data import load_task
+
+    calls = []
+
+    def task_reward(prompts, completions, **columns):  # task_reward, watched
+        calls.append((completions, columns["task"], columns["answer"], evals.task_reward(prompts, completions,
+                                                                                          **columns)))
+        return calls[-1][-1]
+
+    rows = [{"prompt": [{"role": "user", "content": e["prompt"]}], "task": e["task"], "answer": e["answer"]}
+            for task in ("closed_qa", "arithmetic") for e in load_task(task, "train", limit=2)]
+    args = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=8, report_to=[], use_cpu=True, disable_tqdm=True, logging_steps=1,
+                      save_strategy="no")
+    GRPOTrainer(model=load_model(), reward_funcs=task_reward, args=args, train_dataset=Dataset.from_list(rows),
+                processing_class=load_tokenizer()).train()
+    completions, tasks, answers, rewards = calls[0]
+    assert all(c[0]["role"] == "assistant" and isinstance(c[0]["content"], str) for c in completions)
+    expected = [float(evals.score(t, [c[0]["content"].strip()], [a])["correct"][0])
+                for c, t, a in zip(completions, tasks, answers)]
+    assert rewards == expected and len(rewards) == 4
+    assert {(t, a) for t, a in zip(tasks, answers)} <= {(r["task"], r["answer"]) for r in rows}

@@ -74,21 +74,23 @@ def test_a_json_value_uses_the_same_token_as_the_word_in_prose():
     assert in_prose[-2] in in_json  # " Fenwick", not a separate quoted spelling "Fenwick"
 
 
-def test_basecard_probes_measure_the_committed_model():
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def test_the_card_and_the_evaluation_never_import_pretraining():
+    """One way only: pretraining calls the card, the card measures with shared.evaluation, and neither reaches
+    back into pretraining (the probes and perplexity now live in evaluation: tests/test_probes.py)."""
+    import ast
 
-    from shared.base_model import card
-    from shared.world.generator import build_world
+    from shared.paths import REPO_ROOT
 
-    tokenizer = AutoTokenizer.from_pretrained(TINY_BASE_DIR)
-    model = AutoModelForCausalLM.from_pretrained(TINY_BASE_DIR, dtype=torch.float32)
-    recall = card.cloze_recall(model, tokenizer, build_world()["people"][:20])
-    assert set(recall) == {"town", "colour", "pet", "job"} and min(recall.values()) >= 0.8
-    sums = card.sum_recall(model, tokenizer)
-    assert set(sums) == {"plus", "minus"} and all(0.0 <= v <= 1.0 for v in sums.values())
-    assert sums["minus"] >= 0.5  # far above chance: the sums were learned, and the probe reads them right
-    reading = card.reading_accuracy(model, tokenizer, n=20)
-    assert set(reading) == {"town", "colour", "pet", "job"} and all(0.0 <= v <= 1.0 for v in reading.values())
+    files = [REPO_ROOT / "shared/base_model/card.py", *sorted((REPO_ROOT / "shared/evaluation").glob("*.py"))]
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # every name an import reaches: "from shared.base_model import pretrain" reaches shared.base_model.pretrain
+        imported = {f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
+                    for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for alias in node.names}
+        assert not [name for name in imported if name.startswith("shared.base_model.pretrain")], path.name
+        if path.parent.name == "evaluation":
+            assert not [name for name in imported if name.startswith("shared.base_model")], path.name
 
 
 def test_pack_carries_a_weight_with_every_token():

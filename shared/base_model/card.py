@@ -7,7 +7,9 @@ Two things make it a genuine *base* model, and both are measured, not claimed:
 * it does not follow chat-formatted instructions: asked the task questions in the chat format, it rarely
   answers right (the tasks' held-out accuracy before any fine-tuning).
 
-``python -m shared.base_model.card`` re-measures the committed model and rewrites the card's figures.
+``python -m shared.base_model.card`` re-measures the committed model and rewrites the card's figures. The
+measurements are evaluation functions (``shared.evaluation.probes``, ``.perplexity``, ``.evals``); this module
+only gathers and writes them, and pretraining calls it, never the other way round.
 """
 
 from __future__ import annotations
@@ -17,73 +19,20 @@ from pathlib import Path
 
 import torch
 
-CLOZE_PROMPTS = {"town": "{name} lives in", "colour": "{name}'s favourite colour is",
-                 "pet": "{name} has a pet", "job": "{name} works as a"}
 
-
-@torch.no_grad()
-def continuations(model, tokenizer, prompts: list[str], max_new_tokens: int = 3) -> list[str]:
-    """What the model writes next after each prose prompt, greedy, stripped of surrounding spaces."""
-    model.eval()
-    encoded = [[tokenizer.bos_token_id, *tokenizer(p, add_special_tokens=False)["input_ids"]] for p in prompts]
-    width = max(map(len, encoded))
-    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(e)) + e for e in encoded])  # pad on the left
-    mask = (ids != tokenizer.pad_token_id).long()
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id)
-    return [text.strip() for text in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
-
-
-def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
-    """Share of people whose fact the model writes next after a plain prose prompt."""
-    recall = {}
-    for fact, template in CLOZE_PROMPTS.items():
-        texts = continuations(model, tokenizer, [template.format(**p) for p in people])
-        recall[fact] = sum(t.startswith(p[fact]) for t, p in zip(texts, people)) / len(people)
-    return recall
-
-
-def sum_recall(model, tokenizer) -> dict[str, float]:
-    """Share of the sums and differences in the corpus ("7 plus 5 is") that the model completes right."""
-    from shared.world.generator import MAX_OPERAND
-
-    pairs = [(a, b) for a in range(MAX_OPERAND + 1) for b in range(MAX_OPERAND + 1)]
-    recall = {}
-    for word, op, usable in (("plus", int.__add__, pairs), ("minus", int.__sub__, [p for p in pairs if p[0] >= p[1]])):
-        texts = continuations(model, tokenizer, [f"{a} {word} {b} is" for a, b in usable])
-        recall[word] = sum(t.split(".")[0] == str(op(a, b)) for t, (a, b) in zip(texts, usable)) / len(usable)
-    return recall
-
-
-def reading_accuracy(model, tokenizer, n: int = 100) -> dict[str, float]:
-    """Passages about people the model never read about, then a question: share answered from the passage."""
-    import random
-    from dataclasses import asdict
-
-    from shared.world.generator import QUESTIONS, biography, build_world, strangers
-
-    rng = random.Random(5)
-    people = strangers(99, n, build_world())
-    passages = [biography(asdict(p), rng) for p in people]
-    accuracy = {}
-    for fact in CLOZE_PROMPTS:
-        prompts = [f"Passage: {text}\nQuestion: {QUESTIONS[fact][0].format(name=p.name)}\nAnswer:"
-                   for text, p in zip(passages, people)]
-        texts = continuations(model, tokenizer, prompts)
-        accuracy[fact] = sum(t.startswith(getattr(p, fact)) for t, p in zip(texts, people)) / n
-    return accuracy
-
-
-def measure(model, tokenizer) -> dict:
+def measure(model, tokenizer, seq_len: int = 128) -> dict:
+    """The card's figures for a model: the knowledge probes, held-out perplexity (text cut into rows of the
+    pretraining length, seq_len) and the chat-format accuracy before fine-tuning."""
     from shared.evaluation import evals
-    from shared.base_model.pretrain import TRAIN, pack, perplexity, read_corpus, tokenize_documents
+    from shared.evaluation.perplexity import read_corpus, text_perplexity
+    from shared.evaluation.probes import cloze_recall, reading_accuracy, sum_recall
     from shared.world.generator import build_world
 
     people = build_world()["people"]
     recall = cloze_recall(model, tokenizer, people)
     sums = sum_recall(model, tokenizer)
     reading = reading_accuracy(model, tokenizer)
-    ppl = perplexity(model, pack(tokenize_documents(read_corpus("validation"), tokenizer), TRAIN["seq_len"]))
+    ppl = text_perplexity(model, tokenizer, read_corpus("validation"), seq_len=seq_len)
     chat = evals.accuracies(evals.evaluate_model(model, tokenizer, split="heldout"))
     example = evals.generate(model, tokenizer, ["Where does " + people[0]["name"] + " live?"], max_new_tokens=16)
     return {"parameters": sum(p.numel() for p in model.parameters()),
@@ -140,8 +89,8 @@ def write(out_dir: Path, stats: dict, train_cfg: dict, config: dict) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
-    figures = {**stats, **measure(model, tokenizer), "vocab_size": len(tokenizer), "train_config": train_cfg,
-               "model_config": config}
+    figures = {**stats, **measure(model, tokenizer, train_cfg["seq_len"]), "vocab_size": len(tokenizer),
+               "train_config": train_cfg, "model_config": config}
     (out_dir / "card.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     _render(out_dir, figures)
     return figures

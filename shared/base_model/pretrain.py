@@ -19,8 +19,11 @@ from pathlib import Path
 
 import torch
 
-from shared.world import checksums
+from shared.base_model import card
+from shared.evaluation.perplexity import cut_into_rows, read_corpus, tokenize_documents
+from shared.evaluation.probes import cloze_recall, reading_accuracy
 from shared.paths import DATA_DIR, TINY_BASE_DIR
+from shared.world import checksums
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 CHAT_TOKENS = ["<|user|>", "<|assistant|>", "<|end|>"]
@@ -74,11 +77,6 @@ def answer_spans(text: str, patterns=(READING, COPIED)) -> list[tuple[int, int]]
                   for group in range(1, pattern.groups + 1) if match.group(group) is not None)
 
 
-def read_corpus(split: str) -> list[str]:
-    path = DATA_DIR / "world" / f"corpus.{split}.jsonl"
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 # GPT-2-style BPE spells a word differently after a space (" Fenwick") and after an opening quote ("Fenwick"),
 # so a JSON value would use tokens the model never read the fact with. The normaliser puts a space after an
 # opening quote that starts a word -- {"town": "Fenwick"} is read as {" town": " Fenwick"} -- and the decoder
@@ -109,12 +107,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tokenizer
 
 
-def tokenize_documents(texts: list[str], tokenizer) -> list[list[int]]:
-    """Each document as <s> tokens </s>."""
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return [[tokenizer.bos_token_id, *ids, tokenizer.eos_token_id] for ids in encoded]
-
-
 def answer_weights(texts: list[str], tokenizer, weight: float, other: float = 1.0,
                    patterns=(READING, COPIED)) -> list[list[float]]:
     """A loss weight per token of tokenize_documents(texts): `weight` on answers, `other` everywhere else."""
@@ -129,17 +121,14 @@ def answer_weights(texts: list[str], tokenizer, weight: float, other: float = 1.
 
 
 def pack(documents: list[list], seq_len: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Concatenate documents (shuffled when a generator is given) and cut the stream into rows of seq_len.
+    """Documents (shuffled when a generator is given) end to end, cut into rows of seq_len (``cut_into_rows``,
+    as held-out perplexity reads text too).
 
     Shuffling anew every epoch matters: with one fixed packing, each row is the same 128 tokens every time
     and a small model learns to recite rows -- "after this bio comes that one" -- instead of facts.
-    A document may be a list of tokens or of (token, weight) pairs; rows then have a last dimension of 2.
     """
     order = torch.randperm(len(documents), generator=generator).tolist() if generator else range(len(documents))
-    stream = [token for i in order for token in documents[i]]
-    n_rows = len(stream) // seq_len
-    packed = torch.tensor(stream[: n_rows * seq_len])
-    return packed.view(n_rows, seq_len, *packed.shape[1:])
+    return cut_into_rows([documents[i] for i in order], seq_len)
 
 
 def batches(documents: list[list], cfg: dict, generator: torch.Generator):
@@ -165,14 +154,6 @@ def lr_at(step: int, cfg: dict) -> float:
         return cfg["lr"] * (step + 1) / cfg["warmup_steps"]
     progress = (step - cfg["warmup_steps"]) / max(1, cfg["steps"] - cfg["warmup_steps"])
     return cfg["lr"] * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-@torch.no_grad()
-def perplexity(model, rows: torch.Tensor, batch_size: int = 32) -> float:
-    model.eval()
-    losses = [model(input_ids=rows[i:i + batch_size], labels=rows[i:i + batch_size]).loss.item()
-              for i in range(0, len(rows), batch_size)]
-    return math.exp(sum(losses) / len(losses))
 
 
 def pretrain(cfg: dict = TRAIN, model_config: dict = CONFIG, log_every: int = 50):
@@ -222,7 +203,6 @@ def train_stage(model, tokenizer, optimizer, stream, cfg: dict, stage: str, log_
     The log shows what the model has learned so far: cloze recall of 50 world people and reading (a passage
     about a stranger, then a question) for 20 strangers.
     """
-    from shared.base_model.card import cloze_recall, reading_accuracy
     from shared.world.generator import build_world
 
     people = build_world()["people"][:50]
@@ -263,8 +243,6 @@ def save(model, tokenizer, out_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-
-    from shared.base_model import card
 
     parser = argparse.ArgumentParser(description="Pretrain the tiny base model and write its model card.")
     parser.add_argument("--out", type=Path, default=TINY_BASE_DIR, help="where to save (default: data/tiny-base)")

@@ -1,2 +1,4 @@
-"""Evaluation: generating answers (``generation``), scoring them per task with the local ``evaluate`` metric
-(``evals``, ``metrics/``)."""
+"""Evaluation: generating answers, greedy or sampled (``generation``); scoring them per task and per example
+with the local ``evaluate`` metric, and the same scores as a GRPO reward (``evals``, ``metrics/``);
+log-probabilities of completions, for DPO and reference models (``logprobs``); perplexity on raw text, the
+forgetting check (``perplexity``); and knowledge probes in plain prose (``probes``)."""

@@ -7,6 +7,10 @@
     plots.before_after({"base": before, "SFT": after})
 
 Scores come from the local ``evaluate`` metric in shared/evaluation/metrics/task_accuracy, loaded by path.
+Every example of a result keeps its own score (``correct``, 1 or 0), and ``task_reward`` gives the same scores
+to TRL's GRPOTrainer as a reward function:
+
+    GRPOTrainer(..., reward_funcs=evals.task_reward, train_dataset=...)   # rows with task and answer columns
 """
 
 from __future__ import annotations
@@ -15,11 +19,10 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from shared.world.data import load_task
-from shared.world.tasks import TASK_TITLES
 from shared.evaluation.generation import generate
 from shared.paths import METRICS_DIR
-from shared.world.tasks import TASKS
+from shared.world.data import load_task
+from shared.world.tasks import TASK_TITLES, TASKS
 
 # Room for the longest reference answers: a sentence about a person, a JSON object of three short fields,
 # a sum with its working.
@@ -33,8 +36,32 @@ def task_metric(task: str):
     return evaluate.load(str(METRICS_DIR / "task_accuracy"), config_name=task)
 
 
+def score(task: str, predictions: list[str], references: list[str]) -> dict:
+    """The metric's verdict: ``accuracy`` (the share right) and ``correct`` (1 or 0 for each prediction)."""
+    return task_metric(task).compute(predictions=predictions, references=references)
+
+
 def accuracy(task: str, predictions: list[str], references: list[str]) -> float:
-    return task_metric(task).compute(predictions=predictions, references=references)["accuracy"]
+    return score(task, predictions, references)["accuracy"]
+
+
+def task_reward(prompts, completions, task, answer, **kwargs) -> list[float]:
+    """A reward function for TRL's GRPOTrainer: 1.0 for each completion the course metric counts right against
+    its row's reference answer, else 0.0.
+
+    TRL calls it with the prompts, the sampled completions and every other dataset column as a keyword list,
+    here ``task`` and ``answer`` (a task example's own fields). A completion is a string, or in conversational
+    data one assistant message, ``[{"role": "assistant", "content": ...}]``.
+    """
+    texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+    rewards = [0.0] * len(texts)
+    for name in set(task):  # the metric is configured per task: one call per task in the batch
+        rows = [i for i, t in enumerate(task) if t == name]
+        # stripped, as generate() strips the answers evaluate_task scores: a reward and an eval agree
+        verdict = score(name, [texts[i].strip() for i in rows], [answer[i] for i in rows])
+        for i, correct in zip(rows, verdict["correct"]):
+            rewards[i] = float(correct)
+    return rewards
 
 
 @dataclass
@@ -42,7 +69,7 @@ class TaskResult:
     task: str
     split: str
     accuracy: float
-    examples: list[dict] = field(repr=False)  # each: id, prompt, answer, prediction
+    examples: list[dict] = field(repr=False)  # each: id, prompt, answer, prediction, correct (1 or 0)
 
     @property
     def n(self) -> int:
@@ -54,9 +81,10 @@ def evaluate_task(model, tokenizer, task: str, split: str = "heldout", limit: in
     examples = examples if examples is not None else load_task(task, split, limit)
     predictions = generate(model, tokenizer, [e["prompt"] for e in examples],
                            max_new_tokens=MAX_NEW_TOKENS[task], desc=f"{task} ({split})")
-    scored = [{"id": e["id"], "prompt": e["prompt"], "answer": e["answer"], "prediction": p}
-              for e, p in zip(examples, predictions)]
-    return TaskResult(task, split, accuracy(task, predictions, [e["answer"] for e in examples]), scored)
+    verdict = score(task, predictions, [e["answer"] for e in examples])
+    scored = [{"id": e["id"], "prompt": e["prompt"], "answer": e["answer"], "prediction": p, "correct": c}
+              for e, p, c in zip(examples, predictions, verdict["correct"])]
+    return TaskResult(task, split, verdict["accuracy"], scored)
 
 
 def evaluate_model(model, tokenizer, split: str = "heldout", tasks=TASKS, limit: int | None = None

@@ -1,4 +1,5 @@
-"""Batched greedy generation from chat prompts (deterministic: no sampling)."""
+"""Batched generation from chat prompts: greedy (``generate``, deterministic) and sampled (``sample``, n answers
+per prompt, reproducible from a seed)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import torch
 from shared.progress import progress
 
 
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of a conversation in the tokenizer's chat template."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
     """Token ids of a user turn followed by the assistant header: the model's answer starts next."""
-    messages = [{"role": "user", "content": prompt}]
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    return chat_ids(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
 
 
 # How chat templates end a turn: the course's tiny model and Phi-3, Qwen and SmolLM2, Llama 3, Gemma. A model
@@ -30,9 +35,9 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 64,
-             desc: str = "generating") -> list[str]:
-    """Greedy answers to a list of user prompts, decoded without special tokens, stripped."""
+def _answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, desc: str,
+             n: int = 1, **decoding) -> list[str]:
+    """n answers per prompt (prompt by prompt, n in a row), decoded without special tokens, stripped."""
     model.eval()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -45,7 +50,30 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, bat
         attention_mask = (torch.arange(width, device=device)[None, :]
                           >= torch.tensor([width - len(ids) for ids in batch], device=device)[:, None]).long()
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=pad_id, eos_token_id=stop_token_ids(tokenizer))
+                                num_return_sequences=n, pad_token_id=pad_id, eos_token_id=stop_token_ids(tokenizer),
+                                **decoding)
         for row in output[:, width:]:
             answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     return answers
+
+
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 64,
+             desc: str = "generating") -> list[str]:
+    """Greedy answers to a list of user prompts, decoded without special tokens, stripped."""
+    return _answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc, do_sample=False)
+
+
+def sample(model, tokenizer, prompts: list[str], n: int = 4, temperature: float = 1.0, top_p: float = 1.0,
+           max_new_tokens: int = 32, seed: int = 0, batch_size: int = 16, desc: str = "sampling") -> list[list[str]]:
+    """n sampled answers to each user prompt: a list per prompt, each of n answers (stripped, as ``generate``).
+
+    The same call gives the same answers: the random generator is seeded with `seed` for the call, and the
+    caller's own random state is left as it was. top_k is off (TRL's GRPOConfig default too): a hub model's
+    generation_config may set one, and then the answers would not come from the distribution asked for.
+    """
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        flat = _answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc, n=n, do_sample=True,
+                        temperature=temperature, top_p=top_p, top_k=0)
+    return [flat[i:i + n] for i in range(0, len(flat), n)]

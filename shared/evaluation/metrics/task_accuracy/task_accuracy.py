@@ -3,7 +3,8 @@
 Load it by path (hub metrics need the network):
 
     metric = evaluate.load("shared/evaluation/metrics/task_accuracy", config_name="arithmetic")
-    metric.compute(predictions=["5 plus 7 is 12."], references=["12"])  # {"accuracy": 1.0}
+    metric.compute(predictions=["5 plus 7 is 12.", "13"], references=["12", "12"])
+    # {"accuracy": 0.5, "correct": [1, 0]}  -- the share right, and each prediction's own score
 
 Scoring rules, by task (the config name):
 
@@ -74,11 +75,13 @@ class TaskAccuracy(evaluate.Metric):
         return evaluate.MetricInfo(
             description=__doc__,
             citation="",
-            inputs_description="predictions: generated answers (str); references: reference answers (str)",
+            inputs_description="predictions: generated answers (str); references: reference answers (str). "
+                               "Returns accuracy (the share right) and correct (1 or 0 per prediction)",
             features=datasets.Features({"predictions": datasets.Value("string"),
                                         "references": datasets.Value("string")}),
         )
 
     def _compute(self, predictions, references):
-        correct = [is_correct(p, r, self.config_name) for p, r in zip(predictions, references)]
-        return {"accuracy": sum(correct) / len(correct) if correct else float("nan")}
+        # Per-example scores too: a reward, a bootstrap interval or a paired comparison needs each answer's score.
+        correct = [int(is_correct(p, r, self.config_name)) for p, r in zip(predictions, references)]
+        return {"accuracy": sum(correct) / len(correct) if correct else float("nan"), "correct": correct}

@@ -26,11 +26,10 @@ from shared import course  # noqa: E402
 from shared.notebooks import exercises, running  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 from shared.paths import REPO_ROOT, SOLUTIONS_DIR  # noqa: E402
-from shared.profiles import profile_name  # noqa: E402
+from shared.profiles import SEED_VAR, profile_name  # noqa: E402
 from shared.world.tasks import TASKS  # noqa: E402
 
 TIMEOUT_S = 900
-SEED_VAR = "FT_SEED"  # the training seed every rung's trainer takes (shared.profiles)
 
 
 def read_metrics(path: Path) -> dict:

@@ -6,10 +6,12 @@
         progress.py, numbers.py   progress bars that stay quiet under CI; "is this a finite number/fraction?"
         plots.py                  every figure a notebook draws
         doctor.py, lab.py         `make doctor` and `make lab`
-        world/                    the tiny world and its data: generator, task registry, loading, checksums
+        world/                    the tiny world and its data: generator, task registry (answers, preference pairs,
+                                  retrieval, dirty instructions), loading, checksums
         base_model/               the tiny base model: pretraining and its model card
-        training/                 the SFT recipe, LoRA, NF4 quantisation, memory, what a run records
-        evaluation/               generation, the eval core and the local `evaluate` metric
+        training/                 one recipe for the SFT, DPO, reward and GRPO trainers; LoRA, NF4, memory, run records
+        evaluation/               greedy and sampled generation, per-example scores and rewards, log-probabilities,
+                                  perplexity, knowledge probes, the local `evaluate` metric
         checking/                 the checker framework and the pieces checkers share
         notebooks/                exercises from solutions, running notebooks, graded functions, Colab set-up
 

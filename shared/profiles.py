@@ -25,6 +25,7 @@ DEFAULT = "tiny"
 # A profile's models can be swapped without editing the course: a local copy of the hub model (a machine with
 # no hub access), or another model of the same kind. The notebooks read the profile, so they follow.
 MODEL_VARS = {"FT_BASE_MODEL": "base_model", "FT_QLORA_MODEL": "qlora_model"}
+SEED_VAR = "FT_SEED"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,17 @@ class Profile:
         import torch
 
         return {"bf16": half == torch.bfloat16, "fp16": half == torch.float16}
+
+    @property
+    def seed(self) -> int:
+        """The training seed (FT_SEED, default 0): data order, adapter initialisation, dropout. `make bench RUNG=NN
+        SEEDS=0,1,2` reruns a rung over seeds to see how much its figures move."""
+        value = os.environ.get(SEED_VAR, "0")
+        try:
+            return int(value)
+        except ValueError:
+            raise ProfileError(f"{SEED_VAR}={value!r} is not a whole number; unset it or use e.g. {SEED_VAR}=1") \
+                from None
 
     @property
     def torch_dtype(self):

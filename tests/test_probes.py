@@ -11,6 +11,7 @@ import torch
 from shared.evaluation import perplexity, probes
 from shared.models import load_model, load_tokenizer
 from shared.paths import TINY_BASE_DIR
+from shared.world import data
 from shared.world.generator import build_world
 
 CARD = json.loads((TINY_BASE_DIR / "card.json").read_text())
@@ -45,7 +46,7 @@ def test_snapshot_of_the_cards_sum_recall_and_heldout_perplexity(committed, toke
     says (the card rounds to 4 and 3 decimals)."""
     sums = probes.sum_recall(committed, tokenizer)
     assert {k: round(v, 4) for k, v in sums.items()} == CARD["sum_recall"]
-    ppl = perplexity.text_perplexity(committed, tokenizer, perplexity.read_corpus("validation"),
+    ppl = perplexity.text_perplexity(committed, tokenizer, data.read_corpus("validation"),
                                      seq_len=CARD["train_config"]["seq_len"])
     assert round(ppl, 3) == CARD["heldout_perplexity"]
 
@@ -62,7 +63,7 @@ def test_probes_score_the_committed_model_high_and_its_shuffled_weights_near_zer
 
 
 def test_perplexity_is_exp_of_the_mean_next_token_loss(committed, tokenizer):
-    texts = perplexity.read_corpus("validation")[:5]
+    texts = data.read_corpus("validation")[:5]
     rows = perplexity.cut_into_rows(perplexity.tokenize_documents(texts, tokenizer), seq_len=32)
     with torch.no_grad():
         logits = committed(input_ids=rows).logits[:, :-1]
@@ -73,6 +74,6 @@ def test_perplexity_is_exp_of_the_mean_next_token_loss(committed, tokenizer):
 
 
 def test_a_model_that_forgot_the_prose_reads_it_far_worse(committed, shuffled, tokenizer):
-    texts = perplexity.read_corpus("validation")[:20]
+    texts = data.read_corpus("validation")[:20]
     assert perplexity.text_perplexity(committed, tokenizer, texts) < 2.5
     assert perplexity.text_perplexity(shuffled, tokenizer, texts) > 50

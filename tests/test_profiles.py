@@ -139,3 +139,15 @@ def test_every_training_stage_is_accepted_by_its_trl_config(name, stage, tmp_pat
     config = config_class(**{**common_config_kwargs(config_class, profiles.PROFILES["tiny"], tmp_path), **settings})
     assert all(getattr(config, key) == value for key, value in settings.items())
 
+
+
+def test_the_training_seed_comes_from_ft_seed(monkeypatch):
+    from shared.profiles import ProfileError, get_profile
+
+    monkeypatch.delenv("FT_SEED", raising=False)
+    assert get_profile(announce=False).seed == 0
+    monkeypatch.setenv("FT_SEED", "2")
+    assert get_profile(announce=False).seed == 2
+    monkeypatch.setenv("FT_SEED", "two")
+    with pytest.raises(ProfileError, match="not a whole number"):
+        get_profile(announce=False).seed

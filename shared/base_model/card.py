@@ -24,7 +24,8 @@ def measure(model, tokenizer, seq_len: int = 128) -> dict:
     """The card's figures for a model: the knowledge probes, held-out perplexity (text cut into rows of the
     pretraining length, seq_len) and the chat-format accuracy before fine-tuning."""
     from shared.evaluation import evals
-    from shared.evaluation.perplexity import read_corpus, text_perplexity
+    from shared.evaluation.perplexity import text_perplexity
+    from shared.world.data import read_corpus
     from shared.evaluation.probes import cloze_recall, reading_accuracy, sum_recall
     from shared.world.generator import build_world
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from shared.base_model import card
-from shared.evaluation.perplexity import cut_into_rows, read_corpus, tokenize_documents
+from shared.evaluation.perplexity import cut_into_rows, tokenize_documents
+from shared.world.data import read_corpus
 from shared.evaluation.probes import cloze_recall, reading_accuracy
 from shared.paths import DATA_DIR, TINY_BASE_DIR
 from shared.world import checksums

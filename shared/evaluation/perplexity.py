@@ -3,23 +3,15 @@
 On the tiny world's held-out prose (new write-ups of facts the base model read) it is the base model card's
 fluency figure, and after fine-tuning the check for forgetting: a model that lost its prose reads it worse.
 
-    text_perplexity(model, tokenizer, read_corpus("validation"))   # 1.75 for the committed tiny base
+    text_perplexity(model, tokenizer, data.read_corpus("validation"))   # 1.75 for the committed tiny base
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import torch
 
-from shared.paths import DATA_DIR
-
-
-def read_corpus(split: str) -> list[str]:
-    """The tiny world's pretraining corpus ("train") or its held-out prose ("validation"), one text a document."""
-    path = DATA_DIR / "world" / f"corpus.{split}.jsonl"
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def tokenize_documents(texts: list[str], tokenizer) -> list[list[int]]:

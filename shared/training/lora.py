@@ -138,7 +138,7 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
     results = []
     with tempfile.TemporaryDirectory(prefix="lora-sweep-") as scratch:
         for config in configs:
-            torch.manual_seed(0)  # the adapter's A starts from the same random draw in every run
+            torch.manual_seed(profile.seed)  # the adapter's A starts from the same random draw in every run
             model = load_model(profile=profile)
             trainer = sft_trainer(model, tokenizer, profile, "lora", output_dir or scratch,
                                   peft_config=lora_config(config["r"], config["alpha"], config["targets"]),

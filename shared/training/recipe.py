@@ -28,7 +28,7 @@ def common_config_kwargs(config_class, profile, output_dir) -> dict:
         output_dir=str(output_dir),
         report_to=[],             # no wandb/tensorboard: the loss history stays in trainer.state.log_history
         save_strategy="no",       # a rung saves the model it wants, once, at the end
-        seed=0,
+        seed=profile.seed,
         use_cpu=profile.device == "cpu",
         disable_tqdm=quiet(),     # no progress bar in a notebook run under CI
         logging_steps=5,

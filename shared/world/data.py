@@ -64,3 +64,9 @@ def to_messages(example: dict, with_answer: bool = True) -> list[dict]:
     if with_answer:
         messages.append({"role": "assistant", "content": example["answer"]})
     return messages
+
+
+def read_corpus(split: str) -> list[str]:
+    """The tiny world's pretraining corpus ("train") or its held-out prose ("validation"), one text a document."""
+    path = DATA_DIR / "world" / f"corpus.{split}.jsonl"
+    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]

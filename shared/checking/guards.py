@@ -91,7 +91,8 @@ def call_watched(function, args: tuple, kwargs: dict, rule: Forbidden | None):
         sys.setprofile(None)
         threading.setprofile(None)
     if hits:
-        raise ForbiddenCall(f"it calls {hits[0]}: {rule.reason}")
+        raise ForbiddenCall(f"calls {hits[0]}, which is not allowed here: {rule.reason}")
     if not still_watching:
-        raise ForbiddenCall("it switched off the checker's watch on what it calls (sys.setprofile)")
+        raise ForbiddenCall("switched off the checker's watch on what it calls (sys.setprofile), which is not "
+                            "allowed here")
     return result

@@ -166,7 +166,7 @@ class GradedFunctions:
         if status == "not-written":
             raise NotImplementedError(name)
         if status == "forbidden":
-            raise ForbiddenCall(f"{name} is not allowed to do this: {payload}")
+            raise ForbiddenCall(f"{name} {payload}")
         if status == "unsendable":
             raise SandboxFailure(f"{name} returned a {payload}, which is not a value the checker can read")
         raise GradedError(payload)

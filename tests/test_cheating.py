@@ -114,9 +114,9 @@ def test_the_solutions_graded_functions_pass_in_their_own_process():
 
 
 # -- a pass mark from a file the notebook wrote ----------------------------------------------------------------
-@pytest.mark.parametrize("rung", [r for r in BUILT if r in ("02", "03")])
+@pytest.mark.parametrize("rung", BUILT)
 def test_metrics_that_claim_another_profile_keep_the_checkers_pass_mark(rung, tmp_path, request):
-    """metrics.json saying "profile": "gpu" would lower rung 02's bar from 90% to 60%: the bar stays the tiny one."""
+    """metrics.json saying "profile": "gpu" would lower the bars to the gpu profile's 60%: they stay the tiny ones."""
     harness = RUNG_UNDER_TEST[rung]
     solution_run = request.getfixturevalue(f"solution_run_{rung}")
     outputs = _copy_outputs(solution_run, tmp_path)
@@ -254,3 +254,30 @@ def test_a_qlora_adapter_that_also_saves_full_weights_fails(outputs_04):
     report, printed = RUNG_UNDER_TEST["04"].verify(outputs_04.parent)
     reloads = by_name(report, "adapter reloads")
     assert reloads.status == checking.FAIL and "other tensors" in reloads.detail, printed
+
+
+def test_sweep_accuracies_typed_in_fail(outputs_03):
+    """sweep.json's accuracies are measured again on the saved adapters: raising them all by hand is seen."""
+    import json
+
+    path = outputs_03 / "sweep.json"
+    runs = json.loads(path.read_text())
+    for run in runs:
+        run["accuracy"] = {task: min(1.0, value + 0.2) for task, value in run["accuracy"].items()}
+        run["mean_accuracy"] = round(sum(run["accuracy"].values()) / len(run["accuracy"]), 4)
+    path.write_text(json.dumps(runs))
+    report, printed = RUNG_UNDER_TEST["03"].verify(outputs_03.parent)
+    measured_again = by_name(report, "measured again")
+    assert measured_again.status == checking.FAIL and "its adapter scores" in measured_again.detail, printed
+    assert by_name(report, "complete and consistent").status == checking.PASS  # only the accuracies are wrong
+
+
+def test_a_model_far_better_on_the_heldout_split_than_on_new_questions_fails():
+    """What a model trained on the held-out split looks like: near 100% there, much lower on new questions."""
+    from shared.checking.figures import check_not_trained_on_heldout
+
+    honest = {"closed_qa": 0.96, "extraction": 0.95, "arithmetic": 0.96}
+    assert "new questions" in check_not_trained_on_heldout(honest, {"closed_qa": 0.98, "extraction": 0.90,
+                                                                    "arithmetic": 0.98})
+    with pytest.raises(checking.CheckFailed, match="extraction: 100% on the held-out split but 62%"):
+        check_not_trained_on_heldout({**honest, "extraction": 1.0}, {**honest, "extraction": 0.62})

@@ -28,19 +28,33 @@ def _in_notebook() -> bool:
 
 
 def loss_curve(log_history: list[dict], title: str = "training loss", ax=None):
-    """Training loss per logged step (from a Trainer's ``state.log_history``)."""
+    """Training loss per logged step (from a Trainer's ``state.log_history``), and the validation loss when the
+    trainer was given an ``eval_dataset``."""
     plt = pyplot()
-    points = [(row["step"], row["loss"]) for row in log_history if "loss" in row and "step" in row]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3))
-    if points:
-        steps, losses = zip(*points)
-        ax.plot(steps, losses, marker=".")
+    for key, label in (("loss", "training"), ("eval_loss", "validation")):
+        points = [(row["step"], row[key]) for row in log_history if key in row and "step" in row]
+        if points:
+            steps, losses = zip(*points)
+            ax.plot(steps, losses, marker=".", label=label)
+    if any("eval_loss" in row for row in log_history):
+        ax.legend(fontsize=8)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return ax.figure
+
+
+def _legend_below(ax, columns: int) -> None:
+    """The legend under the axes (and under the x label, if any), where it cannot cover a bar or its value label."""
+    below = -0.28 if ax.get_xlabel() else -0.15
+    longest = max((len(label) for label in ax.get_legend_handles_labels()[1]), default=1)
+    fits = max(1, 64 // (longest + 6))  # as many columns as the figure's width holds
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, below), ncol=max(1, min(columns, fits)),
+              frameon=False)
+    ax.figure.tight_layout()
 
 
 def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accuracy", ax=None):
@@ -60,7 +74,7 @@ def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accur
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")
     ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8)
+    _legend_below(ax, len(names))
     return ax.figure
 
 
@@ -80,7 +94,7 @@ def footprint(breakdowns: dict[str, dict[str, int]], title: str = "what the weig
     ax.set_xlabel("MB")
     ax.set_xlim(0, max(bottoms) * 1.25)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_below(ax, len(kinds))
     return ax.figure
 
 
@@ -118,8 +132,7 @@ def training_memory(memory: dict[str, dict[str, int]], title: str = "what traini
     ax.set_ylabel("MB (activations excluded)")
     ax.set_ylim(0, max(bottoms) * 1.15)
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
+    _legend_below(ax, len(parts))
     return figure
 
 
@@ -141,7 +154,7 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
             ax.scatter([scale(r[key]) for r in runs], [r["mean_accuracy"] for r in runs],
                        marker=markers.get(targets, "^"), label=f"LoRA on {targets} (short run)")
             for r in runs:
-                ax.annotate(f"r{r['r']} a{r['alpha']:g}", (scale(r[key]), r["mean_accuracy"]), fontsize=7,
+                ax.annotate(f"r{r['r']} a{r['alpha']:g}" + (" rs" if r.get("use_rslora") else ""), (scale(r[key]), r["mean_accuracy"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         for (name, point), marker in zip((points or {}).items(), "*PXD"):
             ax.scatter([scale(point[key])], [point["mean_accuracy"]], marker=marker, s=120, label=name)
@@ -152,6 +165,10 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
     highest = max([r["mean_accuracy"] for r in results] + [p["mean_accuracy"] for p in (points or {}).values()])
     axes[0].set_ylabel("mean held-out accuracy")
     axes[0].set_ylim(0, min(1.05, highest + 0.15))
-    axes[1].legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+    # Under the panels, not on them: the right panel's points crowd where a legend would sit.
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    figure.suptitle("short sweep runs and full-length runs on the same axes: compare short runs with each other",
+                    fontsize=9)
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
     return figure

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from shared.paths import TINY_BASE_DIR
@@ -69,6 +69,20 @@ class Profile:
             raise ProfileError(f"{SEED_VAR}={value!r} is not a whole number; unset it or use e.g. {SEED_VAR}=1") \
                 from None
 
+    def with_training(self, stage: str, **changes) -> "Profile":
+        """This profile with some of one stage's settings changed (a checker tries a graded function on sizes
+        the notebook never used)."""
+        stages = {name: dict(settings) for name, settings in self.training.items()}
+        stages[stage] = {**self.train(stage), **changes}
+        return replace(self, training=_frozen_stages(stages))
+
+    def __reduce__(self):
+        # Plain dicts in, read-only views out: a profile crosses a process boundary (the checker sends one to
+        # a learner's graded function) although MappingProxyType itself cannot be pickled.
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["training"] = {name: dict(settings) for name, settings in self.training.items()}
+        return _profile_from, (values,)
+
     @property
     def torch_dtype(self):
         import torch
@@ -76,6 +90,14 @@ class Profile:
         if self.dtype == "auto-half":  # bf16 where the GPU supports it (Ampere+), else fp16 (e.g. a T4)
             return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
         return getattr(torch, self.dtype)
+
+
+def _frozen_stages(stages: dict) -> MappingProxyType:
+    return MappingProxyType({name: MappingProxyType(dict(settings)) for name, settings in stages.items()})
+
+
+def _profile_from(values: dict) -> Profile:
+    return Profile(**{**values, "training": _frozen_stages(values["training"])})
 
 
 PROFILES = {

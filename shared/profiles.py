@@ -206,8 +206,15 @@ def profile_name() -> str:
 
 
 def get_profile(announce: bool = True) -> Profile:
-    """The profile FT_PROFILE selects (default: tiny), with any model FT_BASE_MODEL / FT_QLORA_MODEL names."""
+    """The profile FT_PROFILE selects (default: tiny), with any model FT_BASE_MODEL / FT_QLORA_MODEL names.
+
+    announce: called from a notebook -- say which models replace the profile's, warn about an unused GPU, and
+    (under CI) switch off the libraries' own progress bars."""
     name = profile_name()
+    if announce:
+        from shared.progress import quiet_libraries
+
+        quiet_libraries()
     profile = with_model_overrides(PROFILES[name], announce)
     if profile.device == "cuda":
         import torch

@@ -11,3 +11,18 @@ def quiet() -> bool:
 
 def progress(iterable, **kwargs):
     return tqdm(iterable, disable=quiet(), leave=False, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Under CI or FT_QUIET=1, switch off the bars the libraries draw on their own: transformers' "Loading
+    weights", the "Building labels / Truncating" passes a TRL trainer makes over its dataset, and the hub's
+    download bars. In an executed notebook each is a screenful of 0% ... 100% lines around the figures."""
+    if not quiet():
+        return
+    from datasets.utils.logging import disable_progress_bar as datasets_bars_off
+    from huggingface_hub.utils import disable_progress_bars as hub_bars_off
+    from transformers.utils.logging import disable_progress_bar as transformers_bars_off
+
+    datasets_bars_off()
+    hub_bars_off()
+    transformers_bars_off()

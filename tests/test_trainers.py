@@ -75,6 +75,41 @@ def test_quiet_logs_keeps_the_printer_when_output_is_wanted(monkeypatch, tokeniz
     assert not any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)
 
 
+@pytest.fixture
+def library_bars_restored():
+    """quiet_libraries switches the libraries' bars off for the whole process: switch them back on after."""
+    from datasets.utils.logging import enable_progress_bar as datasets_bars_on
+    from huggingface_hub.utils import enable_progress_bars as hub_bars_on
+    from transformers.utils.logging import enable_progress_bar as transformers_bars_on
+
+    yield
+    datasets_bars_on()
+    hub_bars_on()
+    transformers_bars_on()
+
+
+def test_a_notebook_under_ci_shows_no_library_progress_bars(monkeypatch, capfd, tokenizer, tmp_path,
+                                                            library_bars_restored):
+    """What rung 02's learner writes by hand -- a model loaded, an SFTTrainer built on a dataset -- prints no
+    "Loading weights" or "Building labels for train dataset" bars once get_profile ran under CI."""
+    from trl import SFTConfig, SFTTrainer
+
+    from shared.profiles import get_profile
+
+    monkeypatch.setenv("FT_QUIET", "1")
+    get_profile()
+    capfd.readouterr()
+    model = load_model(profile=TINY)
+    rows = [{"prompt": [{"role": "user", "content": e["prompt"]}],
+             "completion": [{"role": "assistant", "content": e["answer"]}]}
+            for e in data.load_task("closed_qa", "train", limit=4)]
+    config = SFTConfig(output_dir=str(tmp_path), max_steps=1, report_to=[], use_cpu=True, disable_tqdm=True,
+                       activation_checkpointing=False)
+    SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    printed = capfd.readouterr()
+    assert "%|" not in printed.out + printed.err, printed.err[-500:]
+
+
 def test_dpo_trainer_moves_the_policy_away_from_a_frozen_reference(tokenizer, town_pairs, tmp_path):
     model = load_model(profile=TINY)
     with torch.no_grad():  # as if SFT had trained it in this notebook: no longer the model on disk

@@ -34,8 +34,9 @@ COLAB_PARENT = "/content"          # where Colab's file browser opens
 DISTRIBUTION = "finetuning-course"  # the course's name in pyproject.toml
 PROFILE_VAR = "FT_PROFILE"
 # Pins Colab does not take from requirements.txt. torch: Colab's build matches its CUDA driver, and the pin is
-# the CPU build. jupyterlab, ipykernel: Colab runs its own notebook server and kernel. nbval, pytest: test tools.
-COLAB_KEEPS = ("torch", "jupyterlab", "ipykernel", "nbval", "pytest")
+# the CPU build. jupyterlab, ipykernel, ipywidgets: Colab runs its own notebook server, kernel and widget front end,
+# matched to each other. nbval, pytest: test tools.
+COLAB_KEEPS = ("torch", "jupyterlab", "ipykernel", "ipywidgets", "nbval", "pytest")
 REPORTED = ("transformers", "peft", "trl", "bitsandbytes")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*(\S+)$")
 _SLUG = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

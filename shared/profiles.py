@@ -118,6 +118,10 @@ PROFILES = {
             "sft": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=3, per_device_train_batch_size=8,
                                          examples_per_task=400, warmup_steps=0.05,
                                          activation_checkpointing=False)),  # recompute costs time; memory is no issue
+            # Rung 02's what-ifs: short full fine-tunes from the base (the "sft" recipe with these sizes), one with a
+            # larger learning rate, one with the loss on the prompt too, scored on eval_examples_per_task per task.
+            "sft_what_if": MappingProxyType(dict(examples_per_task=150, num_train_epochs=1,
+                                                 eval_examples_per_task=30)),
             # An adapter trains ~9% of the weights: it needs larger steps than a full fine-tune to move as far.
             # Every training example, as in "sft", and 1e-3: held-out extraction over training seeds 0/1/2 was
             # 80/92/86% (LoRA) and 90/93/81% (QLoRA); at 2e-3, 96/74/85% and 62/86/92%; with 300 per task at
@@ -164,6 +168,8 @@ PROFILES = {
             "sft": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
                                          examples_per_task=None, warmup_steps=0.05,
                                          activation_checkpointing=True)),
+            "sft_what_if": MappingProxyType(dict(examples_per_task=300, num_train_epochs=1,
+                                                 eval_examples_per_task=60)),
             "lora": MappingProxyType(dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=16,
                                           examples_per_task=None, warmup_steps=0.05,
                                           activation_checkpointing=True)),

@@ -49,6 +49,18 @@ class RungUnderTest:
                                          measurements=MEASUREMENTS)
         return report, out.getvalue()
 
+    def solution_with(self, **sources: str):
+        """The solution notebook with the cell that defines each named function replaced by its source (a
+        learner's version of it)."""
+        import nbformat
+
+        nb = nbformat.read(self.solution, as_version=4)
+        for name, source in sources.items():
+            cells = [cell for cell in nb.cells if cell.cell_type == "code" and f"def {name}(" in cell.source]
+            assert len(cells) == 1, f"{len(cells)} cells define {name}"
+            cells[0].source = source
+        return nb
+
     def graded_only(self, notebook):
         """Only the graded-function criteria (the rung's check_graded) on `notebook` (a path or a notebook):
         nothing is executed but the graded functions, in their own process."""

@@ -90,3 +90,97 @@ def test_graded_functions_against_hidden_cases_directly():
         check02.check_build_sft_example(lambda example, tokenizer: (lambda built: {
             "input_ids": built["input_ids"], "completion_mask": [1] * len(built["input_ids"])})(
             functions["build_sft_example"](example, tokenizer)))
+
+
+# -- sft_config ----------------------------------------------------------------------------------------------
+def _sft_config(drop=(), **overrides):
+    """An sft_config like the solution's, but with the named arguments dropped or given other values: each one a
+    plausible mistake."""
+    from trl import SFTConfig
+
+    from shared.progress import quiet
+
+    def sft_config(profile, output_dir, **changes):
+        settings = {**profile.train("sft"), **changes}
+        settings.pop("examples_per_task")
+        arguments = {"output_dir": str(output_dir), "completion_only_loss": True, "lr_scheduler_type": "cosine",
+                     "max_length": profile.max_seq_length, "seed": profile.seed, "use_cpu": profile.device == "cpu",
+                     **profile.precision(), "eval_strategy": "steps", "eval_steps": 0.1, "logging_steps": 5,
+                     "save_strategy": "no", "report_to": "none", "disable_tqdm": quiet(), **settings}
+        for name in drop:
+            arguments.pop(name)
+        arguments.update({name: value(settings) if callable(value) else value for name, value in overrides.items()})
+        return SFTConfig(**arguments)
+
+    return sft_config
+
+
+def _tiny():
+    from shared.profiles import PROFILES
+
+    return PROFILES["tiny"]
+
+
+def test_the_config_built_like_the_solution_passes():
+    """The mistakes below differ from this one only by what they change."""
+    criterion, printed = RUNG.judge(lambda: check02.check_sft_config(_sft_config(), _tiny()))
+    assert criterion.status == checking.PASS, printed
+
+
+WRONG_CONFIGS = {
+    "the loss on the prompt too (TRL's default)": (_sft_config(drop=["completion_only_loss"]), "completion_only_loss"),
+    "a learning rate typed in": (_sft_config(learning_rate=5e-5), "learning_rate is 5e-05, expected 0.00017"),
+    "the changes ignored": (_sft_config(learning_rate=lambda s: _tiny().train("sft")["learning_rate"]),
+                            "learning_rate"),
+    "activation checkpointing left to SFTConfig's default": (_sft_config(drop=["activation_checkpointing"]),
+                                                              "activation_checkpointing"),
+    "a linear schedule": (_sft_config(drop=["lr_scheduler_type"]), "lr_scheduler_type is 'linear'"),
+    "no validation loss": (_sft_config(eval_strategy="no"), "eval_strategy"),
+    "checkpoints saved on the way": (_sft_config(save_strategy="epoch"), "save_strategy is 'epoch'"),
+    "the default seed": (_sft_config(drop=["seed"]), "seed"),
+    "a sequence length typed in": (_sft_config(max_length=1024), "max_length is 1024"),
+    "a GPU asked for on the CPU profile": (_sft_config(use_cpu=False), "use_cpu is False"),
+}
+
+
+@pytest.mark.parametrize("mistake", WRONG_CONFIGS)
+def test_a_wrong_config_fails(mistake):
+    sft_config, fragment = WRONG_CONFIGS[mistake]
+    RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, _tiny()), fragment)
+
+
+def test_a_config_that_is_not_an_sft_config_fails():
+    RUNG.assert_fails(lambda: check02.check_sft_config(lambda profile, output_dir, **changes: {
+        "output_dir": output_dir, **changes}, _tiny()), "must return a trl SFTConfig, returned dict")
+
+
+def test_passing_the_dataset_size_to_sft_config_is_a_clear_failure():
+    """examples_per_task sizes the dataset: SFTConfig refuses it, and the learner reads why."""
+    def sft_config(profile, output_dir, **changes):
+        from trl import SFTConfig
+
+        return SFTConfig(output_dir=str(output_dir), **{**profile.train("sft"), **changes})
+
+    criterion = RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, _tiny()))
+    assert "examples_per_task" in criterion.detail, criterion.detail
+
+
+@pytest.mark.parametrize("reference", ["shared.training.sft.sft_trainer",
+                                       "shared.training.recipe.common_config_kwargs"])
+def test_an_sft_config_that_calls_the_course_recipe_is_refused(reference):
+    """Run as the checker runs it, in its own process: the course's recipe is the reference."""
+    module, function = reference.rsplit(".", 1)
+    call = ("sft_trainer(None, None, profile, 'sft', output_dir).args" if function == "sft_trainer"
+            else "SFTConfig(**{**common_config_kwargs(SFTConfig, profile, str(output_dir)), **changes})")
+    notebook = RUNG.solution_with(sft_config=f"""
+from {module} import {function}
+
+def sft_config(profile, output_dir, **changes):
+    return {call}
+""")
+    report, printed = RUNG.graded_only(notebook)
+    criterion = by_name(report, "sft_config")
+    assert criterion.status == checking.FAIL, printed
+    assert f"calls {reference}, which is not allowed here" in criterion.detail, criterion.detail
+    assert "Traceback" not in printed
+    assert by_name(report, "is_correct").status == checking.PASS  # only sft_config is refused

@@ -19,8 +19,22 @@ from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trai
 from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "02"
-# Per profile: the held-out accuracy every task must reach after SFT (the base model scores ~0-10%).
-THRESHOLDS = {"tiny": 0.90, "gpu": 0.60}
+# Per profile and task: the held-out accuracy the saved model must reach after SFT (the base model scores 0%).
+# tiny -- the solution measured closed QA 96%, extraction 95%, arithmetic 96%.
+# gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world, so closed-QA
+#         questions about its people cannot be answered (no threshold; the lesson says so); copying a stranger's
+#         details into JSON and word problems are within a small model's reach.
+THRESHOLDS = {
+    "tiny": {"closed_qa": 0.90, "extraction": 0.90, "arithmetic": 0.90},
+    "gpu": {"extraction": 0.80, "arithmetic": 0.60},
+}
+# Training sizes and changes the notebook never uses: (sizes put in the profile's "sft" stage, changes passed
+# as keyword arguments). sft_config must carry each into the SFTConfig it returns.
+CONFIG_CASES = [
+    ({"learning_rate": 1.7e-4, "num_train_epochs": 2, "per_device_train_batch_size": 4, "warmup_steps": 0.1,
+      "activation_checkpointing": True}, {}),
+    ({}, {"learning_rate": 2e-3, "completion_only_loss": False, "eval_strategy": "no", "max_steps": 7}),
+]
 
 # Cases the notebook does not show. The expected verdicts come from the course's metric, not from here.
 SCORING_CASES = [
@@ -62,6 +76,9 @@ FORBIDDEN = {
                                    "tokenisation is what it is checked against",
                                    modules=("trl",), functions=("shared.training.sft.trl_tokenized",
                                                                 "shared.training.sft.prompt_completion_rows")),
+    "sft_config": Forbidden("the SFTConfig is yours to write; the course's recipe is what it is checked against",
+                            functions=("shared.training.sft.sft_trainer",
+                                       "shared.training.recipe.common_config_kwargs")),
     "is_correct": Forbidden("the scoring rules are yours to write; the course's metric is what they are "
                             "checked against", modules=("evaluate", "shared.evaluation"),
                             files=("evaluation/metrics/task_accuracy",)),
@@ -73,7 +90,7 @@ def check(ctx: Context) -> None:
     check_graded(ctx)
     verify_outputs(ctx)
     ctx.review("written answer: learning rate and loss mask", ctx.answers().get("learning-rate-and-mask"),
-               hint="Write a few sentences of your own in section 6.")
+               hint="Write a few sentences of your own in section 7.")
 
 
 def check_graded(ctx: Context) -> None:
@@ -85,21 +102,25 @@ def check_graded(ctx: Context) -> None:
                        "the assistant header (apply_chat_template with add_generation_prompt=True), 1 after.")
     ctx.criterion("is_correct scores like the course metric on unseen answers",
                   lambda: check_is_correct(graded["is_correct"]),
-                  hint="Re-read the three rules in section 3; the failing case above shows which one.")
+                  hint="Re-read the three rules in section 3; the case named above shows which one.")
+    ctx.criterion("sft_config writes the profile's sizes and the changes asked into an SFTConfig",
+                  lambda: check_sft_config(graded["sft_config"], ctx.profile),
+                  hint="Start from {**profile.train('sft'), **changes}, drop examples_per_task, and pass every "
+                       "other entry to SFTConfig under its own name, beside the settings listed in section 4.")
 
 
 def verify_outputs(ctx: Context) -> None:
     """The criteria about what the notebook saved: metrics, the model, and whether they agree."""
     outputs = ctx.outputs()
     saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_metrics(outputs),
-                        hint="Run section 7 (it writes metrics.json) and keep its keys.")
+                        hint="Run section 8 (it writes metrics.json) and keep its keys.")
     measured = ctx.collect("the saved model reloads and was fine-tuned",
                            lambda: ctx.measure([outputs / "model"], lambda: reload_and_measure(outputs)),
-                           hint="Section 7 saves the model with trainer.save_model; do not move or edit the files.")
-    threshold = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
+                           hint="Section 8 saves the model with trainer.save_model; do not move or edit the files.")
+    thresholds = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
     heldout = measured.get("heldout", {})
-    ctx.criterion(f"held-out accuracy, recomputed by the checker, is at least {threshold:.0%} on every task",
-                  lambda: check_thresholds(heldout, threshold),
+    ctx.criterion(f"held-out accuracy, recomputed by the checker, reaches {describe_thresholds(thresholds)}",
+                  lambda: check_thresholds(heldout, thresholds),
                   hint="Train on all three tasks with the profile's settings; if one task lags, look at its "
                        "answers side by side (section 5).")
     ctx.criterion("not trained on the held-out split (new questions at check time)",
@@ -151,13 +172,54 @@ def check_is_correct(is_correct) -> str:
     return f"{len(SCORING_CASES)} unseen cases"
 
 
+def expected_config(profile, output_dir: str, changes: dict) -> dict:
+    """What the SFTConfig must say, field by field: section 4's list, written out here independently."""
+    settings = {**profile.train("sft"), **changes}
+    settings.pop("examples_per_task")
+    return {"output_dir": output_dir, "completion_only_loss": True, "lr_scheduler_type": "cosine",
+            "max_length": profile.max_seq_length, "seed": profile.seed, "use_cpu": profile.device == "cpu",
+            **profile.precision(), "eval_strategy": "steps", "eval_steps": 0.1, "logging_steps": 5,
+            "save_strategy": "no", "report_to": [], **settings}
+
+
+def _same(got, expected) -> bool:
+    got, expected = getattr(got, "value", got), getattr(expected, "value", expected)  # enums hold strings
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return got is expected
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
+    return got == expected
+
+
+def check_sft_config(sft_config, profile) -> str:
+    import tempfile
+
+    from trl import SFTConfig
+
+    for number, (sizes, changes) in enumerate(CONFIG_CASES, 1):
+        variant = profile.with_training("sft", **sizes) if sizes else profile
+        output_dir = str(Path(tempfile.gettempdir()) / f"sft-config-case-{number}")  # named, never created
+        config = sft_config(variant, output_dir, **changes)
+        require(isinstance(config, SFTConfig), f"must return a trl SFTConfig, returned {type(config).__name__}")
+        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
+        for name, value in expected_config(variant, output_dir, changes).items():
+            got = getattr(config, name, None)
+            require(_same(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+                                       f"expected {getattr(value, 'value', value)!r}")
+    return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
+
+
+def describe_thresholds(thresholds: dict) -> str:
+    return ", ".join(f"{value:.0%} {task.replace('_', ' ')}" for task, value in thresholds.items())
+
+
 def reload_and_measure(outputs: Path) -> dict:
     """Reload the saved model and compute held-out accuracy with the course's metric."""
     from shared.checking.artefacts import load_saved_model
     from shared.profiles import get_profile
 
     profile = get_profile(announce=False)
-    model, tokenizer = load_saved_model(outputs / "model", profile, hint="run section 7")
+    model, tokenizer = load_saved_model(outputs / "model", profile, hint="run section 8")
     return measure_model(model, tokenizer, profile)
 
 

@@ -82,16 +82,23 @@ def call_watched(function, args: tuple, kwargs: dict, rule: Forbidden | None):
             if hit:
                 hits.append(hit)
 
+    def refused() -> ForbiddenCall:
+        return ForbiddenCall(f"calls {hits[0]}, which is not allowed here: {rule.reason}")
+
     sys.setprofile(watch)
     threading.setprofile(watch)
     try:
         result = function(*args, **kwargs)
         still_watching = sys.getprofile() is watch
+    except Exception as error:
+        if hits:  # the refusal is the reason to report, not what went wrong after the forbidden call
+            raise refused() from error
+        raise
     finally:
         sys.setprofile(None)
         threading.setprofile(None)
     if hits:
-        raise ForbiddenCall(f"calls {hits[0]}, which is not allowed here: {rule.reason}")
+        raise refused()
     if not still_watching:
         raise ForbiddenCall("switched off the checker's watch on what it calls (sys.setprofile), which is not "
                             "allowed here")

@@ -1,6 +1,6 @@
-"""Rung 03's checker and shared/training/lora.py: the checker passes on the solution, fails on the untouched exercise, and
-turns every kind of bad input into a clear ✗ (never a traceback); the LoRA helpers agree with PEFT and with
-hand-computed figures."""
+"""Rung 03's checker and shared/training/lora.py: the checker passes on the solution, fails on the untouched
+exercise, and turns every kind of bad input into a clear ✗ (never a traceback); the LoRA helpers agree with PEFT
+and with hand-computed figures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import math
 import shutil
 from types import MappingProxyType
+
+import copy
 
 import nbformat
 import pytest
@@ -20,6 +22,7 @@ from shared import checking, plots
 from shared.notebooks.graded import extract_functions
 
 RUNG = RungUnderTest("03")
+GRADED = ["lora_forward", "count_lora_parameters", "add_lora_adapter", "merge_adapter"]
 check03 = RUNG.check
 solution_run = RUNG.solution_run_fixture()
 judge = RUNG.judge
@@ -28,7 +31,7 @@ assert_fails = RUNG.assert_fails
 
 @pytest.fixture(scope="module")
 def solution_functions():
-    return extract_functions(nbformat.read(RUNG.solution, as_version=4), ["lora_forward", "count_lora_parameters"])
+    return extract_functions(nbformat.read(RUNG.solution, as_version=4), GRADED)
 
 
 outputs_copy = RUNG.outputs_copy_fixture()
@@ -46,7 +49,7 @@ def test_checker_passes_on_the_solution(solution_run):
     assert report.passed, printed
     assert all(c.status == checking.PASS for c in report.criteria if "written answer" not in c.name), printed
     assert by_name(report, "written answer").status == checking.REVIEW  # flagged, never auto-passed
-    for fragment in ("runs top to bottom", "lora_forward", "count_lora_parameters", "valid numbers",
+    for fragment in ("runs top to bottom", *GRADED, "valid numbers",
                      "LoRA adapter that reloads", "held-out accuracy", "agree", "sweep"):
         assert by_name(report, fragment).status == checking.PASS, printed
     assert "DONE" in printed and "✓" in printed and "⚑" in printed
@@ -64,10 +67,13 @@ def test_solution_adapter_comes_close_to_full_fine_tuning(solution_run):
     assert adapter_bytes < 0.15 * metrics["memory_bytes"]["full"]["trainable_weights"]  # the adapter, not a model
     sweep = json.loads((outputs_root / "03-lora" / "sweep.json").read_text())
     assert {run["targets"] for run in sweep} == set(lora.TARGETS)
+    # rsLoRA's scale, alpha / sqrt(r) with alpha = 2 sqrt(8), next to alpha = 2r, at ranks 2 and 32
+    scales = {(run["r"], run["alpha"] / run["r"]) for run in sweep if run["targets"] == "all-linear"}
+    assert {(2, 2.0), (2, 4.0), (8, 2.0), (32, 2.0), (32, 1.0)} <= scales, scales
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    RUNG.assert_exercise_fails(graded=("lora_forward", "count_lora_parameters"),
+    RUNG.assert_exercise_fails(graded=tuple(GRADED),
                                unmet=("valid numbers", "reloads", "held-out accuracy", "agree", "sweep"))
 
 
@@ -75,6 +81,8 @@ def test_checker_fails_on_the_untouched_exercise():
 def test_hidden_cases_pass_with_the_solution(solution_functions):
     assert "unseen cases" in check03.check_lora_forward(solution_functions["lora_forward"])
     assert "unseen configs" in check03.check_count(solution_functions["count_lora_parameters"])
+    assert "unseen models" in check03.check_add_adapter(solution_functions["add_lora_adapter"])
+    assert "no LoRA modules" in check03.check_merge(solution_functions["merge_adapter"])
 
 
 # Plausible mistakes in a hand-written LoRA forward, each made from the solution's by changing what it is given:
@@ -127,6 +135,121 @@ def test_count_that_ignores_grouped_query_attention(solution_functions):
 
 def test_count_that_is_not_a_number():
     assert_fails(lambda: check03.check_count(lambda config, r, targets: "many"), "must return an int")
+
+
+# -- add_lora_adapter and merge_adapter --------------------------------------------------------------------
+def _adapter(**changes):
+    """An add_lora_adapter whose LoraConfig differs from the solution's by `changes` (a value, or a function of r
+    and alpha): each one a plausible mistake."""
+    def add_lora_adapter(model, r, alpha, target_modules, use_rslora=False):
+        from peft import LoraConfig, get_peft_model
+
+        settings = dict(r=r, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.0, bias="none",
+                        use_rslora=use_rslora, task_type="CAUSAL_LM")
+        settings.update({key: value(r, alpha) if callable(value) else value for key, value in changes.items()})
+        return get_peft_model(model, LoraConfig(**settings))
+
+    return add_lora_adapter
+
+
+def test_the_adapter_built_like_the_solution_passes():
+    """The mistakes below differ from this one only by what they change."""
+    criterion, printed = judge(lambda: check03.check_add_adapter(_adapter()))
+    assert criterion.status == checking.PASS, printed
+
+
+WRONG_ADAPTERS = {
+    "trains the output layer too (modules_to_save)": (_adapter(modules_to_save=["lm_head"]),
+                                                      ("besides the LoRA matrices", "modules_to_save.default")),
+    "trains every bias (bias='all')": (_adapter(bias="all"), ("besides the LoRA matrices", "bias")),
+    "DoRA's magnitude vector trains too": (_adapter(use_dora=True), ("besides the LoRA matrices",
+                                                                      "lora_magnitude_vector")),
+    "alpha passed as r (scale 1)": (_adapter(lora_alpha=lambda r, alpha: r), ("scaled by 1;", "alpha / r = 2")),
+    "rsLoRA asked for, alpha / r given": (_adapter(use_rslora=False), ("scaled by 0.6667", "alpha / sqrt(r) = 2")),
+    "alpha / sqrt(r) always": (_adapter(use_rslora=True), ("scaled by 4;", "alpha / r = 2")),
+    "attention query only": (_adapter(target_modules=["q_proj"]), ("do not train", "k_proj.lora_A")),
+    "B not zero at the start": (_adapter(init_lora_weights=False), ("B is not zero",)),
+    "dropout on the adapter": (_adapter(lora_dropout=0.1), ("lora_dropout",)),
+    "no task type": (_adapter(task_type=None), ("PeftModelForCausalLM",)),
+    "the plain model back": (lambda model, r, alpha, targets, use_rslora=False: model, ("must return the PeftModel",)),
+}
+
+
+@pytest.mark.parametrize("mistake", WRONG_ADAPTERS)
+def test_a_wrong_adapter_fails(mistake):
+    add_lora_adapter, fragments = WRONG_ADAPTERS[mistake]
+    assert_fails(lambda: check03.check_add_adapter(add_lora_adapter), *fragments)
+
+
+def test_an_adapter_that_changes_a_base_weight_fails(solution_functions):
+    def add_and_nudge(model, r, alpha, targets, use_rslora=False):
+        peft_model = solution_functions["add_lora_adapter"](model, r, alpha, targets, use_rslora=use_rslora)
+        with torch.no_grad():
+            peft_model.get_input_embeddings().weight[0] += 1.0
+        return peft_model
+
+    assert_fails(lambda: check03.check_add_adapter(add_and_nudge), "base weight model.embed_tokens.weight was changed")
+
+
+WRONG_MERGES = {
+    "the PeftModel back, unmerged": (lambda peft_model: peft_model, "returned a PeftModel"),
+    "the base model inside, LoRA layers still in it": (lambda peft_model: peft_model.get_base_model(),
+                                                       "LoRA module(s) left"),
+    "the base without the adapter (unload, not merge)": (lambda peft_model: peft_model.unload(),
+                                                         "the adapter's update was dropped"),
+    "a fresh model of the base's shape": (
+        lambda peft_model: type(peft_model.get_base_model())(copy.deepcopy(peft_model.config)),
+        "logits differ from the adapter model's"),
+    "merged by hand without the scale (W + B A)": (lambda peft_model: _merge_without_scale(peft_model),
+                                                   "logits differ from the adapter model's"),
+}
+
+
+def _merge_without_scale(peft_model):
+    from peft.tuners.lora import LoraLayer
+
+    with torch.no_grad():
+        for module in peft_model.modules():
+            if isinstance(module, LoraLayer):
+                module.get_base_layer().weight += module.lora_B["default"].weight @ module.lora_A["default"].weight
+    return peft_model.unload()
+
+
+@pytest.mark.parametrize("mistake", WRONG_MERGES)
+def test_a_wrong_merge_fails(mistake):
+    merge_adapter, fragment = WRONG_MERGES[mistake]
+    assert_fails(lambda: check03.check_merge(merge_adapter), fragment)
+
+
+def test_graded_adapter_functions_in_their_own_process():
+    """What only the graded functions' own process can tell: a call to the course's lora_config is refused, and
+    a model of a class made in the notebook cannot come back to the checker."""
+    notebook = RUNG.solution_with(
+        add_lora_adapter="""
+from shared.training import lora
+
+def add_lora_adapter(model, r, alpha, target_modules, use_rslora=False):
+    config = lora.lora_config(r, alpha, list(target_modules))
+    config.use_rslora = use_rslora
+    return get_peft_model(model, config)
+""",
+        merge_adapter="""
+class MergedModel(LlamaForCausalLM):
+    pass
+
+def merge_adapter(peft_model):
+    merged = peft_model.merge_and_unload()
+    merged.__class__ = MergedModel
+    return merged
+""")
+    report, printed = RUNG.graded_only(notebook)
+    adapter = by_name(report, "add_lora_adapter")
+    assert adapter.status == checking.FAIL and "is not allowed" in adapter.detail, printed
+    assert "shared.training.lora.lora_config" in adapter.detail, adapter.detail
+    merge = by_name(report, "merge_adapter")
+    assert merge.status == checking.FAIL and "not a value the checker can read" in merge.detail, printed
+    assert by_name(report, "lora_forward").status == checking.PASS  # the rest of the notebook is untouched
+    assert "Traceback" not in printed
 
 
 # -- the saved adapter ---------------------------------------------------------------------------------

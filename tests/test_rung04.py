@@ -1,6 +1,7 @@
-"""Rung 04's checker and shared/training/quantisation.py and memory.py: the checker passes on the solution, fails on the untouched exercise, and
-turns every kind of bad input into a clear ✗ (never a traceback); the gpu-profile criteria are fed fabricated runs
-(a 7B base passes; a 1B base, two GPUs, or a base not in 4-bit fail)."""
+"""Rung 04's checker and shared/training/quantisation.py and memory.py: the checker passes on the solution, fails on
+the untouched exercise, and turns every kind of bad input into a clear ✗ (never a traceback): loaders that are not
+the NF4 recipe or call the course's own, hand NF4s that get it wrong, tampered outputs; the gpu-profile criteria are
+fed fabricated runs (a 7B base passes; a 1B base, two GPUs, or a base not in 4-bit fail)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from rung_harness import RungUnderTest, by_name, edit_json
-from shared.checking import artefacts
+from shared.checking import artefacts, guards
 from shared.training import memory, quantisation, runs
 from shared import checking
 from shared.paths import TINY_BASE_DIR
@@ -31,7 +32,7 @@ def solution_functions():
     from shared.notebooks.graded import extract_functions
 
     return extract_functions(nbformat.read(RUNG.solution, as_version=4),
-                             ["nf4_quantize", "nf4_dequantize", "quantization_error"])
+                             ["load_in_four_bit", "nf4_quantize", "nf4_dequantize", "quantization_error"])
 
 
 # -- the whole checker on the solution and on the exercise ------------------------------------------------------
@@ -52,11 +53,12 @@ def test_solution_reaches_the_thresholds_from_a_base_that_cannot_answer(solution
         assert metrics["after"][task] >= threshold, (task, metrics["after"])
     run = json.loads((outputs_root / "04-qlora" / "run.json").read_text())
     assert run["loaded_in_4bit"] and run["quant_type"] == "nf4" and run["double_quant"]
+    assert run["compute_dtype"] == "float32" and run["four_bit_layers"] == 7 * 4  # the learner's loader, as the course's
     assert run["gpus_used"] == 0 and run["peak_gpu_memory_bytes"] is None
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    RUNG.assert_exercise_fails(graded=("matches bitsandbytes", "quantization_error"),
+    RUNG.assert_exercise_fails(graded=("load_in_four_bit", "matches bitsandbytes", "quantization_error"),
                                unmet=("valid numbers", "adapter reloads", "held-out accuracy", "run's metadata"))
 
 
@@ -134,6 +136,73 @@ def test_hand_edited_memory_figures(outputs_copy):
 def test_solution_outputs_pass_on_their_own(outputs_copy):
     report, printed = RUNG.verify(outputs_copy)
     assert report.passed, printed
+
+
+# -- load_in_four_bit: the model it returns, inspected layer by layer ------------------------------------------
+TINY = PROFILES["tiny"]
+NF4 = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+
+
+def a_loader(quantization: dict | None = NF4, dtype=None, checkpoint=None):
+    """A learner's load_in_four_bit: `quantization` the BitsAndBytesConfig settings besides the compute dtype (None:
+    no quantization_config), `dtype` a dtype fixed whatever the profile says, `checkpoint` a model loaded whatever
+    name_or_path says."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    def load_in_four_bit(name_or_path, profile):
+        chosen = dtype or profile.torch_dtype
+        kwargs = {"dtype": chosen, "device_map": {"": "cpu"}}
+        if quantization is not None:
+            kwargs["quantization_config"] = BitsAndBytesConfig(bnb_4bit_compute_dtype=chosen, **quantization)
+        return AutoModelForCausalLM.from_pretrained(str(checkpoint or name_or_path), **kwargs)
+
+    return load_in_four_bit
+
+
+def test_the_solutions_loader_passes_on_unseen_models():
+    detail = check04.check_loader(solution_functions()["load_in_four_bit"], TINY)
+    assert "the tiny base in float32, 28 linear layers" in detail, detail
+    assert "an unseen Qwen2-shaped model in bfloat16, 14 linear layers" in detail, detail
+
+
+@pytest.mark.parametrize("loader, fragment", [
+    (a_loader({**NF4, "bnb_4bit_quant_type": "fp4"}), "holds 'fp4' weights, not NF4 (bnb_4bit_quant_type='nf4')"),
+    (a_loader({**NF4, "bnb_4bit_use_double_quant": False}), "no double quantisation (bnb_4bit_use_double_quant=True)"),
+    (a_loader(None), "model.layers.0.self_attn.q_proj is a Linear, not a bitsandbytes Linear4bit"),
+    (a_loader(dtype=torch.float32), "computes in float32; the profile says bfloat16"),
+    (a_loader({**NF4, "llm_int8_skip_modules": []}), "the output head is quantised"),
+    (a_loader(checkpoint=TINY_BASE_DIR), "holds a (256, 256) weight; the checkpoint asked for has (128, 128)"),
+], ids=["fp4", "no-double-quantisation", "full-precision", "fp32-whatever-the-profile", "head-quantised",
+        "always-the-tiny-base"])
+def test_a_loader_that_is_not_the_recipe_fails(loader, fragment):
+    RUNG.assert_fails(lambda: check04.check_loader(loader, TINY), fragment)
+
+
+def test_a_loader_that_calls_the_courses_loader_fails():
+    """Run as the checker runs it, in its own process: load_model is the reference, so calling it is refused."""
+    notebook = RUNG.solution_with(load_in_four_bit="""
+from shared.models import load_model as course_loader   # imported under another name
+
+def load_in_four_bit(name_or_path, profile):
+    return course_loader(name_or_path, profile, four_bit=True)
+""")
+    report, printed = RUNG.graded_only(notebook)
+    criterion = by_name(report, "load_in_four_bit")
+    assert criterion.status == checking.FAIL, printed
+    assert "calls shared.models.load_model, which is not allowed here" in criterion.detail, criterion.detail
+    assert "Traceback" not in printed
+    assert by_name(report, "matches bitsandbytes").status == checking.PASS  # only the loader is refused
+
+
+def test_the_courses_nf4_config_is_refused_too():
+    from shared.models import nf4_config
+    from transformers import AutoModelForCausalLM
+
+    def load_in_four_bit(name_or_path, profile):
+        return AutoModelForCausalLM.from_pretrained(name_or_path, quantization_config=nf4_config(profile.torch_dtype))
+
+    with pytest.raises(guards.ForbiddenCall, match="calls shared.models.nf4_config, which is not allowed here"):
+        guards.call_watched(load_in_four_bit, (str(TINY_BASE_DIR), TINY), {}, check04.FORBIDDEN["load_in_four_bit"])
 
 
 # -- the graded functions, and hand NF4s that get it wrong ---------------------------------------------------

@@ -1,12 +1,30 @@
 """Checker for rung 04 (QLoRA): `make check RUNG=04 [NOTEBOOK=path]`.
 
 It runs a copy of the notebook, then verifies rather than trusts:
+* the learner's `load_in_four_bit(name_or_path, profile)` is called on models the notebook never shows and the
+  model it returns is inspected layer by layer (see "How the loader is graded" below);
 * the learner's hand-written NF4 (`nf4_quantize`, `nf4_dequantize`) is compared with bitsandbytes' own
   `quantize_4bit` / `dequantize_4bit` on tensors the notebook never shows (other shapes, scales, outliers, a block
   of zeros, a partial last block, another block size), and `quantization_error` with the course's formula;
 * the saved quantisation error and memory figures are recomputed here from the checkpoint and the architecture;
 * the base is loaded in NF4 here, the saved adapter is put on it, and the held-out questions are asked again;
 * the run's metadata (base, its size, 4-bit or not, GPUs) is checked against the saved config and adapter.
+
+How the loader is graded. Like every graded function it runs in a process of its own (shared.checking.sandbox),
+and what it returns is pickled back. A 4-bit model survives that: its Linear4bit layers come back as Linear4bit,
+each weight with its bitsandbytes QuantState (NF4 or FP4, nested or not, block size, scales), so the model itself
+is judged here, not a description of it the learner's code could write. (The weights come back as plain
+torch Parameters rather than bitsandbytes' Params4bit; every check below reads the QuantState, never that class.)
+Two cases, both loaded on the CPU so the model crosses the process boundary as ordinary tensors on any machine:
+the tiny base in float32, and a small Qwen2-shaped model with random weights (another architecture, with biases
+and untied embeddings) that this checker writes to a temporary folder and asks for in bfloat16, so a compute
+dtype or a dtype that does not follow the profile fails. For each, every linear layer of the decoder blocks must
+be a bitsandbytes Linear4bit holding NF4 with double quantisation in blocks of 64 and computing in the profile's
+dtype; the embeddings and the output head must stay unquantised, in the profile's dtype; every parameter must be
+on the profile's device; and each 4-bit weight, dequantised, must be within NF4's own error of the checkpoint's
+(so it is the checkpoint asked for). Placing the model on the GPU (``device_map={"": 0}``) is seen where the gpu
+profile trains: run.json must show the trained model on exactly one GPU. The course's own loader
+(shared.models.load_model and nf4_config) is the reference, so the loader may not call it (FORBIDDEN).
 """
 
 from __future__ import annotations
@@ -23,6 +41,7 @@ from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trai
 from shared.checking.artefacts import same_base  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number as _finite  # noqa: E402
+from shared.paths import TINY_BASE_DIR  # noqa: E402
 
 RUNG = "04"
 
@@ -51,6 +70,15 @@ NEIGHBOUR_SHARE = 0.001
 ERROR_TOLERANCE = 0.01  # relative: a saved or computed quantisation error may differ from ours by 1%
 MEMORY_TOLERANCE = 0.01  # relative: saved byte counts against the checker's
 PREDICTION_TOLERANCE = 0.05  # relative: the 4-bit model against bits_per_parameter's arithmetic
+# A 4-bit weight, dequantised, may lose at most this much more of the checkpoint's weight than bitsandbytes' own NF4
+# with double quantisation does (relative): loading in bf16 rounds the weights once before they are quantised.
+LOADED_ERROR_TOLERANCE = 0.05
+
+# The model of another shape the loader is tried on: Qwen2 (the gpu profile's architecture: biases on q, k and v,
+# untied embeddings), small enough to load in a second, random weights from a fixed seed.
+UNSEEN_CONFIG = dict(model_type="qwen2", vocab_size=640, hidden_size=128, intermediate_size=336, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                     tie_word_embeddings=False)
 
 
 def unseen_tensors():
@@ -95,12 +123,19 @@ def error_cases():
 
 
 # The references each graded function is checked against, which it may therefore not call.
+_LOADER = Forbidden("the 4-bit loading call is yours to write (BitsAndBytesConfig and from_pretrained); the "
+                    "course's loader is what it is checked against",
+                    modules=("shared.models",),
+                    functions=("shared.training.quantisation.bnb_quantize",
+                               "shared.training.quantisation.bnb_quantize_dequantize",
+                               "shared.training.quantisation.dequantized_weight"))
 _BY_HAND = Forbidden("NF4 is yours to write by hand; bitsandbytes is what it is checked against",
                      modules=("bitsandbytes",),
                      functions=("shared.training.quantisation.bnb_quantize",
                                 "shared.training.quantisation.bnb_quantize_dequantize",
                                 "shared.training.quantisation.dequantized_weight"))
 FORBIDDEN = {
+    "load_in_four_bit": _LOADER,
     "nf4_quantize": _BY_HAND, "nf4_dequantize": _BY_HAND,
     "quantization_error": Forbidden("the formula is yours to write; the course's is what it is checked against",
                                     functions=("shared.training.quantisation.relative_error",)),
@@ -118,6 +153,12 @@ def check(ctx: Context) -> None:
 def check_graded(ctx: Context) -> None:
     """The learner's functions, run in their own process, on tensors the notebook never shows."""
     graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
+    ctx.criterion("load_in_four_bit loads unseen models in NF4 + double quantisation, as the profile says",
+                  lambda: check_loader(graded["load_in_four_bit"], ctx.profile),
+                  hint="AutoModelForCausalLM.from_pretrained(name_or_path, quantization_config=BitsAndBytesConfig("
+                       "load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True, "
+                       "bnb_4bit_compute_dtype=profile.torch_dtype), dtype=profile.torch_dtype, device_map={'': 0} "
+                       "on a GPU, else {'': 'cpu'}).")
     ctx.criterion("your NF4 quantise -> dequantise matches bitsandbytes on unseen tensors",
                   lambda: check_nf4(graded["nf4_quantize"], graded["nf4_dequantize"]),
                   hint="Flatten the weight; split it into blocks of `blocksize` values (the last may be shorter); "
@@ -139,7 +180,7 @@ def verify_outputs(ctx: Context) -> None:
                   hint="Save quantization_error of the checkpoint's weight against your NF4 round trip.")
     ctx.criterion("memory figures: 4-bit smaller than full precision by the expected factor (recomputed)",
                   lambda: check_memory(saved, profile),
-                  hint="Measure the footprint of the model loaded with four_bit=True before preparing it for "
+                  hint="Measure the footprint of the model load_in_four_bit returns before preparing it for "
                        "training; keep the figures the notebook computes.")
     requirements = RUN_REQUIREMENTS[profile.name]
     ctx.criterion(run_criterion_name(requirements), lambda: check_run(outputs, profile, requirements),
@@ -172,6 +213,99 @@ def run_criterion_name(requirements: dict) -> str:
 
 
 # -- the graded functions -----------------------------------------------------------------------------------------
+def loader_cases(folder: Path, profile) -> list:
+    """(description, model folder, profile) the loader is called with: the tiny base in float32, and a model of
+    another shape written to `folder`, in bfloat16. Both on the CPU (see the module's docstring)."""
+    from dataclasses import replace
+
+    return [("the tiny base in float32", TINY_BASE_DIR, replace(profile, device="cpu", dtype="float32")),
+            ("an unseen Qwen2-shaped model in bfloat16", write_unseen_model(folder),
+             replace(profile, device="cpu", dtype="bfloat16"))]
+
+
+def write_unseen_model(folder: Path) -> Path:
+    """A small Qwen2 model with random weights (fixed seed), saved in float32 to `folder`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    settings = dict(UNSEEN_CONFIG)
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    with torch.random.fork_rng():  # the checker's own random state is left as it was
+        torch.manual_seed(14314)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(folder)
+    return folder
+
+
+def check_loader(load_in_four_bit, profile) -> str:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="check-04-unseen-") as folder:
+        cases = loader_cases(Path(folder), profile)
+        details = [check_loaded_model(load_in_four_bit(str(path), case_profile), path, case_profile, name)
+                   for name, path, case_profile in cases]
+    return (f"{'; '.join(details)}: every one NF4 + double quantisation in blocks of 64, computing in the profile's "
+            "dtype, within NF4's error of the checkpoint; embeddings and head unquantised")
+
+
+def check_loaded_model(model, folder: Path, profile, name: str) -> str:
+    """The model a loader returned for the checkpoint in `folder`, against what `profile` asks for."""
+    import bitsandbytes as bnb
+    import torch
+
+    from shared.training import memory, quantisation
+
+    dtype = profile.torch_dtype
+    dtype_name = str(dtype).replace("torch.", "")
+    require(isinstance(model, torch.nn.Module) and hasattr(model, "get_output_embeddings"),
+            f"{name}: load_in_four_bit returned {type(model).__name__}, not a model (return what "
+            "AutoModelForCausalLM.from_pretrained gives)")
+    modules = dict(model.named_modules())
+    meta = memory.empty_model(folder)  # the checkpoint's architecture: which layers a 4-bit loader quantises
+    expected = [layer for layer, module in meta.named_modules()
+                if isinstance(module, torch.nn.Linear) and module is not meta.get_output_embeddings()]
+    errors, references = [], []
+    for layer in expected:
+        module = modules.get(layer)
+        require(module is not None, f"{name}: the model has no {layer}: is it the checkpoint asked for?")
+        require(isinstance(module, bnb.nn.Linear4bit),
+                f"{name}: {layer} is a {type(module).__name__}, not a bitsandbytes Linear4bit (pass "
+                "quantization_config=BitsAndBytesConfig(load_in_4bit=True, ...))")
+        state = getattr(module.weight, "quant_state", None)
+        require(state is not None, f"{name}: {layer} holds no 4-bit weights (no quantisation state)")
+        require(state.quant_type == "nf4", f"{name}: {layer} holds {state.quant_type!r} weights, not NF4 "
+                                           "(bnb_4bit_quant_type='nf4')")
+        require(bool(getattr(state, "nested", False)), f"{name}: {layer} keeps one fp32 absmax per block: no double "
+                                                       "quantisation (bnb_4bit_use_double_quant=True)")
+        require(state.blocksize == quantisation.NF4_BLOCKSIZE,
+                f"{name}: {layer} quantises blocks of {state.blocksize}, not {quantisation.NF4_BLOCKSIZE}")
+        require(module.compute_dtype == dtype,
+                f"{name}: {layer} computes in {str(module.compute_dtype).replace('torch.', '')}; the profile says "
+                f"{dtype_name} (bnb_4bit_compute_dtype=profile.torch_dtype)")
+        original = quantisation.checkpoint_weight(folder, f"{layer}.weight")
+        require(tuple(state.shape) == tuple(original.shape),
+                f"{name}: {layer} holds a {tuple(state.shape)} weight; the checkpoint asked for has "
+                f"{tuple(original.shape)}: load name_or_path")
+        errors.append(quantisation.relative_error(original, quantisation.dequantized_weight(model, f"{layer}.weight")))
+        references.append(quantisation.relative_error(
+            original, quantisation.bnb_quantize_dequantize(original, double_quant=True)))
+    for part, module in (("embedding", model.get_input_embeddings()), ("output head", model.get_output_embeddings())):
+        require(not isinstance(module, bnb.nn.Linear4bit) and getattr(module.weight, "quant_state", None) is None,
+                f"{name}: the {part} is quantised; only the decoder blocks' linear layers should be")
+    wrong_dtype = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()
+                          if getattr(p, "quant_state", None) is None and p.dtype != dtype})
+    require(not wrong_dtype, f"{name}: the weights outside the 4-bit layers are {', '.join(wrong_dtype)}; the profile "
+                             f"says {dtype_name} (dtype=profile.torch_dtype)")
+    devices = sorted({str(p.device) for p in model.parameters()})
+    require({p.device.type for p in model.parameters()} == {profile.device},
+            f"{name}: the model is on {', '.join(devices)}; the profile says {profile.device} (device_map)")
+    worst = max(range(len(errors)), key=lambda i: errors[i] - references[i])
+    require(errors[worst] <= references[worst] * (1 + LOADED_ERROR_TOLERANCE) + 1e-6,
+            f"{name}: {expected[worst]} dequantised differs from the checkpoint's weight by {errors[worst]:.1%}; NF4 "
+            f"loses {references[worst]:.1%} of it: is it the checkpoint asked for?")
+    return f"{name}, {len(expected)} linear layers"
+
+
 def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     import torch
 
@@ -349,7 +483,8 @@ def check_adapter_shapes(outputs: Path) -> str:
     require(not problems, f"{len(problems)} problem(s), e.g. {problems[0]}" if problems else "")
     layers = {key.split(".lora_")[0] for key in shapes if ".lora_" in key}
     ranks = {shape[0] for key, shape in shapes.items() if ".lora_A." in key}
-    return f"{len(layers)} adapted layers, rank {', '.join(map(str, sorted(ranks)))}, hidden size {config['hidden_size']}"
+    ranks_shown = ", ".join(map(str, sorted(ranks)))
+    return f"{len(layers)} adapted layers, rank {ranks_shown}, hidden size {config['hidden_size']}"
 
 
 def reload_and_measure(outputs: Path, profile) -> dict:

@@ -12,8 +12,10 @@ SEEDS ?=
 # The one place the test command is written (.ci/run calls `make test`).
 TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
 
+# RUNG=02, RUNG=02-sft and RUNG=rungs/02-sft/ all mean rung 02 (the folder's name is what a learner sees).
+RUNG_NUMBER = $(firstword $(subst -, ,$(notdir $(patsubst %/,%,$(RUNG)))))
 # rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
-RUNG_DIR = $(if $(RUNG),$(firstword $(wildcard rungs/$(RUNG)-*)))
+RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*)))
 
 .PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme
 
@@ -50,14 +52,14 @@ test: $(STAMP)
 check-args:
 	@if [ -z "$(RUNG)" ]; then echo "usage: make check RUNG=02 [NOTEBOOK=path]" >&2; exit 2; fi
 	@if [ -z "$(RUNG_DIR)" ]; then \
-		echo "make check: there is no rung $(RUNG) yet; the rungs are: $(notdir $(wildcard rungs/[0-9]*))" >&2; \
+		echo "make check: there is no rung $(RUNG) yet; the rungs are: $(notdir $(wildcard rungs/[0-9]*)) (RUNG=02 checks 02-sft)" >&2; \
 		exit 2; fi
 
 check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
 
 exercises: $(STAMP)
-	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG))
+	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG_NUMBER))
 
 data: $(STAMP)
 	$(VENV)/bin/python -m shared.world.generator
@@ -66,7 +68,7 @@ base-model: $(STAMP)
 	$(VENV)/bin/python -m shared.base_model.pretrain
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/run.py $(if $(RUNG),--rung $(RUNG)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(VENV)/bin/python bench/run.py $(if $(RUNG),--rung $(RUNG_NUMBER)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Needs a CUDA GPU; `pip install liger-kernel` adds the fused kernels to the course's recipe.
 bench-qlora: $(STAMP)

@@ -126,16 +126,23 @@ class RungUnderTest:
 
     def assert_exercise_fails(self, graded: tuple[str, ...], unmet: tuple[str, ...] = ()):
         """The untouched exercise gets a clear NOT DONE YET: its run stops at the first function left to write,
-        each graded function (a fragment of its criterion's name) is "not written yet", and the written answer
-        and every criterion named in `unmet` fail."""
+        naming the function to write, each graded function (a fragment of its criterion's name) is "not
+        written yet", the written answer fails, and every criterion named in `unmet` (about what the run saves)
+        is listed on one "not checked" line, not as a ✗ of its own."""
         report, printed = self.run(self.exercise)
         assert not report.passed and "NOT DONE YET" in printed and "hint:" in printed
         ran = by_name(report, "runs top to bottom")
-        assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail
+        assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail, printed
+        assert "is not written yet" in ran.detail and "hint: Write " in printed, printed  # names the function
         for fragment in graded:
             assert "not written yet" in by_name(report, fragment).detail, printed
-        for fragment in (*unmet, "written answer"):
-            assert by_name(report, fragment).status == checking.FAIL, printed
+        assert by_name(report, "written answer").status == checking.FAIL, printed
+        assert unmet, "name the criteria about what the run saves"
+        for fragment in unmet:
+            assert by_name(report, fragment).status == checking.NOT_CHECKED, printed
+        skipped = [line for line in printed.splitlines() if "not checked until the notebook runs to the end" in line]
+        assert len(skipped) == 1, printed
+        assert printed.count("✗") == 1 + len(graded) + 1, printed  # the run, each graded function, the answer
 
     def solution_result(self, tmp_path_factory):
         """The solution's one run in this session, checked once: (report, printed, outputs root). Shared by every

@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from shared.notebooks import exercises
 from shared import checking
-from shared.checking import CheckFailed, Context, FAIL, PASS, REVIEW, require
+from shared.checking import CheckFailed, Context, FAIL, NOT_CHECKED, PASS, REVIEW, require
 from shared.checking import figures
 
 RUNG = "99"
@@ -245,8 +245,70 @@ def test_run_notebook_names_the_failing_cell(tmp_path):
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
     assert not report.passed
-    assert report.criteria[0].detail == "code cell 2 raised ValueError: learner bug"
+    assert report.criteria[0].detail == "code cell 2 (`raise ValueError('learner bug')`) raised ValueError: learner bug"
     assert "hint: Restart the kernel" in printed
+
+
+def test_a_stub_that_stops_the_run_names_the_function_to_write(tmp_path):
+    nb = new_notebook(cells=[new_code_cell(f"def double(x):\n    {exercises.STUB}"),
+                             new_code_cell("# try it\ndef twice(x):\n    return double(x)\n\ntwice(2)")])
+    path = tmp_path / "stub.ipynb"
+    exercises.write(nb, path)
+    report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
+    assert report.criteria[0].detail == ("code cell 2 (`def twice(x):`) stops with NotImplementedError: double is not "
+                                         "written yet")
+    assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
+
+
+def test_a_timeout_names_the_running_cell_and_how_to_allow_more_time(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("import time"), new_code_cell("# a long cell\ntime.sleep(30)")])
+    path = tmp_path / "slow.ipynb"
+    exercises.write(nb, path)
+    out = io.StringIO()
+    report = checking.check_notebook(lambda ctx: ctx.run_notebook(), RUNG, path, timeout=3, out=out)
+    printed = out.getvalue()
+    assert report.criteria[0].detail == ("the notebook did not finish within 3 s: code cell 2 (`time.sleep(30)`) was "
+                                         "still running")
+    assert "A busy CPU is the usual cause" in printed
+    assert f"{checking.TIMEOUT_VAR}=1200 make check RUNG={RUNG}" in printed
+    assert "Traceback" not in printed and "ZMQError" not in printed
+
+
+def verify_saved(ctx):
+    """A rung's criteria about what its notebook saved (used through ctx.from_the_run)."""
+    saved = ctx.collect("metrics saved", lambda: checking.read_json(ctx.outputs() / "metrics.json", "the metrics"),
+                        hint="Run the last cell.")
+    ctx.criterion("accuracy is a fraction", lambda: figures.finite_fraction(saved.get("accuracy"), "accuracy"),
+                  hint="Save the accuracy.")
+
+
+def check_run_then_outputs(ctx):
+    ctx.run_notebook()
+    ctx.from_the_run(verify_saved)
+
+
+def test_one_stopped_run_is_one_failure_not_one_per_criterion(tmp_path, rungs_dir):
+    nb = new_notebook(cells=[new_code_cell("raise ValueError('learner bug')")])
+    path = tmp_path / "stops.ipynb"
+    exercises.write(nb, path)
+    report, printed = run_check(check_run_then_outputs, path, outputs_root=tmp_path / "outputs")
+    assert statuses(report) == {"the notebook runs top to bottom": FAIL, "metrics saved": NOT_CHECKED,
+                                "accuracy is a fraction": NOT_CHECKED, "the course's data and code are unchanged": PASS}
+    assert not report.passed
+    assert printed.count("✗") == 1 and "hint: Run the last cell" not in printed
+    assert "· not checked until the notebook runs to the end (2): metrics saved; accuracy is a fraction" in printed
+    assert "NOT DONE YET: 1/4" in printed
+
+
+def test_a_run_to_the_end_checks_what_it_saved(tmp_path, rungs_dir):
+    nb = new_notebook(cells=[new_code_cell("import json\nfrom shared.paths import outputs_dir\n"
+                                           "(outputs_dir('99-demo') / 'metrics.json').write_text('{\"accuracy\": 2}')")])
+    path = tmp_path / "runs.ipynb"
+    exercises.write(nb, path)
+    report, printed = run_check(check_run_then_outputs, path, outputs_root=tmp_path / "outputs")
+    assert statuses(report)["metrics saved"] == PASS
+    assert statuses(report)["accuracy is a fraction"] == FAIL  # measured, not skipped: 2 is no fraction
+    assert "not checked" not in printed
 
 
 # -- the command line ----------------------------------------------------------------------------------------

@@ -210,3 +210,24 @@ def test_doctor_names_a_swapped_model(monkeypatch, tmp_path):
     line = doctor.check_profile(cuda=False)
     assert line.status == doctor.OK
     assert str(line).endswith(f"profile: tiny (default), FT_QLORA_MODEL={tmp_path}")
+
+
+def make(*args: str):
+    import subprocess
+
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("rung", ["02", "02-sft", "rungs/02-sft", "rungs/02-sft/"])
+def test_make_check_takes_a_rung_by_number_or_by_folder(rung):
+    result = make("-n", "check", f"RUNG={rung}")  # -n: what make would run, without running or installing
+    assert result.returncode == 0, result.stderr
+    assert "rungs/02-sft/check.py" in result.stdout
+
+
+def test_make_check_on_a_rung_not_written_says_which_exist():
+    result = make("check-args", "RUNG=07")  # check's first step, which installs nothing
+    assert result.returncode != 0
+    assert "there is no rung 07 yet; the rungs are: 02-sft" in result.stderr
+    assert "RUNG=02 checks 02-sft" in result.stderr

@@ -37,7 +37,9 @@ def test_solution_reaches_the_behaviour_change(solution_run):
 
 
 def test_checker_fails_on_the_untouched_exercise():
-    RUNG.assert_exercise_fails(graded=("build_sft_example", "is_correct"))
+    RUNG.assert_exercise_fails(graded=("build_sft_example", "is_correct", "sft_config"),
+                               unmet=("valid numbers", "saved model reloads", "held-out accuracy",
+                                      "saved figures agree"))
 
 
 def test_checker_verifies_the_solution_outputs(solution_run, outputs_copy):

@@ -88,7 +88,7 @@ FORBIDDEN = {
 def check(ctx: Context) -> None:
     ctx.run_notebook()
     check_graded(ctx)
-    verify_outputs(ctx)
+    ctx.from_the_run(verify_outputs)  # what the notebook saved: checked once it ran to the end
     ctx.review("written answer: learning rate and loss mask", ctx.answers().get("learning-rate-and-mask"),
                hint="Write a few sentences of your own in section 7.")
 
@@ -102,7 +102,8 @@ def check_graded(ctx: Context) -> None:
                        "the assistant header (apply_chat_template with add_generation_prompt=True), 1 after.")
     ctx.criterion("is_correct scores like the course metric on unseen answers",
                   lambda: check_is_correct(graded["is_correct"]),
-                  hint="Re-read the three rules in section 3; the case named above shows which one.")
+                  hint="Re-read the three rules in section 3; when a rule is wrong, the line above names a case it "
+                       "gets wrong.")
     ctx.criterion("sft_config writes the profile's sizes and the changes asked into an SFTConfig",
                   lambda: check_sft_config(graded["sft_config"], ctx.profile),
                   hint="Start from {**profile.train('sft'), **changes}, drop examples_per_task, and pass every "

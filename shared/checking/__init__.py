@@ -6,6 +6,7 @@ A rung's ``check.py`` describes its done-when criteria as plain functions and ha
         ctx.run_notebook()                       # executes a copy; outputs go to a fresh folder
         fns = ctx.graded(["build_sft_example"])  # the learner's functions, pulled out of the notebook
         ctx.criterion("masks the prompt", lambda: my_test(fns["build_sft_example"]), hint="...")
+        ctx.from_the_run(verify_outputs)         # criteria about what the run saved (one line if it stopped)
 
     if __name__ == "__main__":
         main(check, rung="02")
@@ -50,9 +51,12 @@ from shared.checking import guards, integrity, sandbox
 from shared.notebooks import exercises, running
 from shared.paths import REPO_ROOT, RUNGS_DIR
 
-PASS, FAIL, REVIEW = "pass", "fail", "review"
-SYMBOLS = {PASS: "✓", FAIL: "✗", REVIEW: "⚑"}
+PASS, FAIL, REVIEW, NOT_CHECKED = "pass", "fail", "review", "not checked"
+SYMBOLS = {PASS: "✓", FAIL: "✗", REVIEW: "⚑", NOT_CHECKED: "·"}
 DEFAULT_TIMEOUT_S = 600  # generous: a good notebook must not fail on a slow laptop (budgets are ~2 min)
+TIMEOUT_VAR = "FT_CHECK_TIMEOUT"
+RERUN_HINT = ("Restart the kernel and run all cells (Kernel -> Restart Kernel and Run All Cells); fix the first "
+              "cell that fails.")
 
 
 class CheckFailed(AssertionError):
@@ -122,6 +126,8 @@ class Context:
         # Measurements by the content of what was measured: several checks of byte-identical files (an
         # instructor's tests that tamper with one file at a time) measure the model once. None: always measure.
         self.measurements = measurements
+        self.stopped_run: str | None = None      # why the notebook run stopped, once run_notebook failed
+        self._not_checked: list[str] | None = None  # criteria from_the_run skipped (None: checking normally)
 
     @property
     def profile(self):
@@ -132,8 +138,12 @@ class Context:
         return get_profile(announce=False)
 
     # -- building blocks -------------------------------------------------------------------------
-    def criterion(self, name: str, test: Callable[[], object], hint: str = "") -> bool:
-        """Run one test; record and print ✓ or ✗ (with the hint when it fails)."""
+    def criterion(self, name: str, test: Callable[[], object], hint: str | Callable[[], str] = "") -> bool:
+        """Run one test; record and print ✓ or ✗ (with the hint when it fails; a callable hint is read then)."""
+        if self._not_checked is not None:  # inside from_the_run after a run that stopped: nothing to check yet
+            self._not_checked.append(name)
+            self.report.criteria.append(Criterion(name, NOT_CHECKED, "the notebook did not run to the end"))
+            return False
         try:
             detail = test()
             result = Criterion(name, PASS, "" if detail is None else str(detail))
@@ -143,6 +153,8 @@ class Context:
             result = Criterion(name, FAIL, str(failure), hint)
         except Exception as error:  # a learner's function that raises is a failed criterion, not a crash
             result = Criterion(name, FAIL, _describe(error), hint)
+        if callable(result.hint):
+            result.hint = result.hint()
         self._record(result)
         return result.status == PASS
 
@@ -179,6 +191,8 @@ class Context:
 
     def run_notebook(self, name: str = "the notebook runs top to bottom", env: dict | None = None) -> bool:
         """Execute a copy of the notebook with FT_OUTPUTS pointing at a fresh folder (or take a prior run's)."""
+        hint = [RERUN_HINT]
+
         def _run():
             if self.prior_run is not None:
                 self.report.notebook_seconds = round(self.prior_run.seconds, 1)
@@ -190,15 +204,29 @@ class Context:
                        "MPLBACKEND": "Agg", **(env or {})}
             self.run = running.execute(nb, timeout=self.timeout, cwd=self.notebook_path.parent, env=run_env)
             self.report.notebook_seconds = round(self.run.seconds, 1)
-            if self.run.timed_out:
-                raise CheckFailed(self.run.error)
             if not self.run.ok:
-                where = f"code cell {self.run.failed_cell}" if self.run.failed_cell else "a cell"
-                raise CheckFailed(f"{where} raised {self.run.error}")
+                message, hint[0] = run_failure(self.run, self.rung)
+                raise CheckFailed(message)
             return f"{self.run.seconds:.0f} s"
 
-        return self.criterion(name, _run, hint="Restart the kernel and run all cells (Kernel -> Restart Kernel "
-                                               "and Run All Cells); fix the first cell that fails.")
+        ran = self.criterion(name, _run, hint=lambda: hint[0])
+        self.stopped_run = None if ran else self.report.criteria[-1].detail
+        return ran
+
+    def from_the_run(self, verify: Callable[["Context"], None]) -> None:
+        """``verify(ctx)``: the criteria about what the notebook saved. When the notebook did not run to the end
+        they are recorded as not checked, and one line says so instead of a ✗ per criterion for one cause."""
+        if not self.stopped_run:
+            verify(self)
+            return
+        self._not_checked = []
+        try:
+            verify(self)
+        finally:
+            names, self._not_checked = self._not_checked, None
+        if names:
+            print(f"  {SYMBOLS[NOT_CHECKED]} not checked until the notebook runs to the end ({len(names)}): "
+                  + "; ".join(names), file=self.out)
 
     def outputs(self) -> Path:
         """The rung's output folder from the checked run (what the notebook saved)."""
@@ -258,6 +286,24 @@ def _failing(message: str) -> Callable:
         raise CheckFailed(message)
 
     return missing
+
+
+def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
+    """What to say when the notebook stopped, and the hint: the cell by its number and first line, the function
+    to write when it is a stub, and for a timeout what is likely and how to give the check more time."""
+    cell = f"code cell {run.failed_cell}" if run.failed_cell else "a cell"
+    if run.cell_head:
+        cell += f" (`{run.cell_head[:60]}`)"
+    if run.timed_out:
+        return (f"{run.error}: {cell} was still running",
+                f"A busy CPU is the usual cause (another notebook or program running at the same time): close it and "
+                f"check again, or give the check more time: {TIMEOUT_VAR}=1200 make check RUNG={rung} (seconds; "
+                f"the default is {DEFAULT_TIMEOUT_S}).")
+    if run.error_name == "NotImplementedError" and run.raised_in:
+        return (f"{cell} stops with NotImplementedError: {run.raised_in} is not written yet",
+                f"Write {run.raised_in} (replace the line that raises NotImplementedError), then restart the kernel "
+                f"and run all cells.")
+    return f"{cell} raised {run.error}", RERUN_HINT
 
 
 def _describe(error: Exception) -> str:
@@ -382,7 +428,7 @@ def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = N
                         help="notebook(s) to check (default: the rung's exercise.ipynb)")
     parser.add_argument("--json", type=Path, help="also write the result(s) as JSON to this file")
     parser.add_argument("--timeout", type=float,
-                        default=float(os.environ.get("FT_CHECK_TIMEOUT", DEFAULT_TIMEOUT_S)),
+                        default=float(os.environ.get(TIMEOUT_VAR, DEFAULT_TIMEOUT_S)),
                         help=f"seconds the notebook may run (default {DEFAULT_TIMEOUT_S})")
     args = parser.parse_args(argv)
     log_path = log_path_for(rung)

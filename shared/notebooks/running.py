@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,20 @@ class RunResult:
     ok: bool
     seconds: float
     timed_out: bool = False
-    failed_cell: int | None = None       # index among code cells, counted from 1
+    failed_cell: int | None = None       # index among code cells, counted from 1: the one that raised or ran out
     error: str = ""                      # the exception's name and message, as the learner would see it
     notebook: nbformat.NotebookNode | None = None
+    error_name: str = ""                 # e.g. "NotImplementedError"
+    cell_source: str = ""                # the source of the cell that raised or was running when time ran out
+    raised_in: str = ""                  # the function the error came out of ("" at a cell's top level), so a
+                                         # stub reads "write build_sft_example", not "cell 5 raised"
+
+    @property
+    def cell_head(self) -> str:
+        """The failing cell's first line of code, to name it the way the learner sees it."""
+        lines = [line.strip() for line in self.cell_source.splitlines()]
+        return next((line for line in lines if line and not line.startswith("#")), "")
+
 
 
 def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dict | None = None,
@@ -33,27 +45,39 @@ def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dic
     client = NotebookClient(nb, timeout=max(1, int(timeout)), kernel_name=kernel_name,
                             resources={"metadata": {"path": str(cwd)}}, allow_errors=False)
     start = time.monotonic()
+    current = {"number": None, "source": ""}  # the code cell being run: named in a timeout's message
     try:
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
                 remaining = timeout - (time.monotonic() - start)
                 if remaining <= 0:
                     raise CellTimeoutError("notebook time limit")
+                if cell.cell_type == "code":
+                    current = {"number": (current["number"] or 0) + 1, "source": cell.source}
                 client.timeout = max(1, int(remaining))
                 client.execute_cell(cell, index)
         return RunResult(True, time.monotonic() - start, notebook=nb)
     except CellTimeoutError:
         return RunResult(False, time.monotonic() - start, timed_out=True, notebook=nb,
+                         failed_cell=current["number"], cell_source=current["source"],
                          error=f"the notebook did not finish within {timeout:.0f} s")
     except CellExecutionError as error:
         code_index = _code_cell_number(nb, error)
         return RunResult(False, time.monotonic() - start, failed_cell=code_index, notebook=nb,
-                         error=f"{error.ename}: {error.evalue}")
+                         error=f"{error.ename}: {error.evalue}", error_name=error.ename,
+                         cell_source=current["source"], raised_in=_innermost_function(error.traceback))
     except DeadKernelError as error:
         return RunResult(False, time.monotonic() - start, notebook=nb, error=f"the kernel died: {error}")
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def _innermost_function(traceback_text: str) -> str:
+    """The function named by the last frame of an IPython traceback (``Cell In[3], line 2, in double(x)``)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", traceback_text or "")
+    frames = re.findall(r"^Cell In\[\d+\], line \d+, in (\w+)\(", plain, flags=re.M)
+    return frames[-1] if frames else ""
 
 
 def _code_cell_number(nb, error) -> int | None:

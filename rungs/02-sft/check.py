@@ -20,12 +20,14 @@ from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "02"
 # Per profile and task: the held-out accuracy the saved model must reach after SFT (the base model scores 0%).
-# tiny -- the solution measured closed QA 96%, extraction 95%, arithmetic 96%.
+# tiny -- `make bench RUNG=02 SEEDS=0,1,2`: closed QA 98 / 100 / 99%, extraction 95 / 89 / 92%, arithmetic
+#         98 / 98 / 99% (worst 98, 89, 98). Each bar sits below the worst seed; extraction's by 4 points, since a
+#         learner's own run is one more draw (a 90% bar would fail seed 1).
 # gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world, so closed-QA
 #         questions about its people cannot be answered (no threshold; the lesson says so); copying a stranger's
 #         details into JSON and word problems are within a small model's reach.
 THRESHOLDS = {
-    "tiny": {"closed_qa": 0.90, "extraction": 0.90, "arithmetic": 0.90},
+    "tiny": {"closed_qa": 0.90, "extraction": 0.85, "arithmetic": 0.90},
     "gpu": {"extraction": 0.80, "arithmetic": 0.60},
 }
 # Training sizes and changes the notebook never uses: (sizes put in the profile's "sft" stage, changes passed

@@ -17,3 +17,10 @@
 
 Notebooks import what they need, e.g. ``from shared.evaluation import evals`` -- nothing is pasted between rungs.
 """
+
+import warnings
+
+# TRL 1.16 and PEFT 0.21 still read transformers' old name for activation checkpointing (`get_peft_model` does, on
+# every model it wraps). The warning is about their code, not the learner's: it would appear in every LoRA, DPO and
+# GRPO notebook and in the checkers' graded processes for nothing a learner can change.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)

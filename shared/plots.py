@@ -84,6 +84,8 @@ def footprint(breakdowns: dict[str, dict[str, int]], title: str = "what the weig
     _, ax = plt.subplots(figsize=(6, 3))
     names = list(breakdowns)
     kinds = list(dict.fromkeys(kind for sizes in breakdowns.values() for kind in sizes))
+    # Kinds every bar has go first, so each starts at 0 on the axis and lines up from bar to bar.
+    kinds.sort(key=lambda kind: not all(kind in sizes for sizes in breakdowns.values()))
     bottoms = [0.0] * len(names)
     for kind in kinds:
         values = [breakdowns[name].get(kind, 0) / 1e6 for name in names]
@@ -139,22 +141,24 @@ def training_memory(memory: dict[str, dict[str, int]], title: str = "what traini
 def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
     """Mean held-out accuracy against trainable parameters (left) and training-state memory (right).
 
-    `results`: from ``run_sweep`` (one marker per target set, labelled by rank and alpha). `points`: more runs
-    to show, name -> {"trainable_parameters", "memory_bytes", "mean_accuracy"} (e.g. the full LoRA run and
-    rung 02's full fine-tune).
+    `results`: from ``run_sweep``, one marker shape per series (e.g. "LoRA on attention"), each run labelled by
+    rank and alpha on the left. `points`: more runs to show, name -> {"trainable_parameters", "memory_bytes",
+    "mean_accuracy"} (e.g. the full LoRA run and rung 02's full fine-tune).
     """
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    markers = {"attention": "o", "all-linear": "s"}
+    series = list(dict.fromkeys(r.get("series", f"LoRA on {r['targets']}") for r in results))
     for ax, key, label in ((axes[0], "trainable_parameters", "trainable parameters"),
                            (axes[1], "memory_bytes", "training-state memory (MB, activations excluded)")):
         scale = megabytes if key == "memory_bytes" else (lambda n: n)
-        for targets in dict.fromkeys(r["targets"] for r in results):
-            runs = [r for r in results if r["targets"] == targets]
-            ax.scatter([scale(r[key]) for r in runs], [r["mean_accuracy"] for r in runs],
-                       marker=markers.get(targets, "^"), label=f"LoRA on {targets} (short run)")
-            for r in runs:
-                ax.annotate(f"r{r['r']} a{r['alpha']:g}" + (" rs" if r.get("use_rslora") else ""), (scale(r[key]), r["mean_accuracy"]), fontsize=7,
+        for name, marker in zip(series, "os^vD"):
+            runs = [r for r in results if r.get("series", f"LoRA on {r['targets']}") == name]
+            ax.scatter([scale(r[key]) for r in runs], [r["mean_accuracy"] for r in runs], marker=marker,
+                       label=f"{name} (short run)")
+            # Labels on the left only: the runs' memory differs by fractions of a MB and their labels would
+            # pile up on the right; a point on the right sits at the same height as its labelled twin.
+            for r in runs if key == "trainable_parameters" else ():
+                ax.annotate(f"r{r['r']} α{r['alpha']:.3g}", (scale(r[key]), r["mean_accuracy"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         for (name, point), marker in zip((points or {}).items(), "*PXD"):
             ax.scatter([scale(point[key])], [point["mean_accuracy"]], marker=marker, s=120, label=name)

@@ -20,6 +20,15 @@ def pytest_sessionstart(session):
     from shared.checking import integrity
 
     suite_runs.FINGERPRINT_BEFORE.update(integrity.fingerprint())
+    suite_runs.LEARNER_OUTPUTS_BEFORE.update(suite_runs.learner_outputs())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No test writes into the learner's outputs/ (nor makes an empty folder there): a session that did fails."""
+    changed = suite_runs.changed_learner_outputs()
+    if changed:
+        session.config.learner_outputs_changed = changed
+        session.exitstatus = 1
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -62,6 +71,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             if path.endswith(".ipynb"):
                 seconds[path] += getattr(report, "duration", 0.0)
     write = terminalreporter.write_line
+    changed = getattr(config, "learner_outputs_changed", None)
+    if changed:
+        terminalreporter.section("the learner's outputs/ changed during the tests (no test may write there)")
+        for line in changed[:20]:
+            write(f"  {line}")
     terminalreporter.section("time per notebook")
     if not seconds and not suite_runs.EXTRA_RUNS:
         write("no notebooks ran")

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.paths import SOLUTIONS_DIR
+from shared.paths import REPO_ROOT, SOLUTIONS_DIR
 
 # One outputs folder per session, set before nbval starts any kernel: no test reads or writes outputs/.
 OUTPUTS_ROOT = Path(os.environ.setdefault("FT_OUTPUTS", tempfile.mkdtemp(prefix="ft-suite-outputs-")))
@@ -38,3 +38,25 @@ def solution_path(nodeid: str) -> Path | None:
     return None
 
 EXTRA_RUNS: dict[str, float] = {}   # solutions the checker tests had to execute themselves: name -> seconds
+
+
+LEARNER_OUTPUTS = REPO_ROOT / "outputs"  # what a learner's own runs saved: the suite never touches it
+LEARNER_OUTPUTS_BEFORE: dict = {}
+
+
+def learner_outputs() -> dict[str, tuple]:
+    """Every file and folder under the learner's outputs/: path -> (size, modification time)."""
+    if not LEARNER_OUTPUTS.is_dir():
+        return {}
+    paths = [LEARNER_OUTPUTS, *LEARNER_OUTPUTS.rglob("*")]
+    return {str(p.relative_to(REPO_ROOT)): (p.stat().st_size if p.is_file() else None, p.stat().st_mtime_ns)
+            for p in paths}
+
+
+def changed_learner_outputs() -> list[str]:
+    """What the session added, changed or removed under outputs/ (sorted), compared with its start."""
+    now = learner_outputs()
+    before = LEARNER_OUTPUTS_BEFORE
+    return sorted([f"added   {p}" for p in now.keys() - before.keys()]
+                  + [f"removed {p}" for p in before.keys() - now.keys()]
+                  + [f"changed {p}" for p in now.keys() & before.keys() if now[p] != before[p]])

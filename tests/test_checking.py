@@ -245,7 +245,8 @@ def test_run_notebook_names_the_failing_cell(tmp_path):
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
     assert not report.passed
-    assert report.criteria[0].detail == "code cell 2 (`raise ValueError('learner bug')`) raised ValueError: learner bug"
+    assert report.criteria[0].detail == ("the 2nd code cell from the top (`raise ValueError('learner bug')`) raised "
+                                         "ValueError: learner bug")
     assert "hint: Restart the kernel" in printed
 
 
@@ -255,8 +256,8 @@ def test_a_stub_that_stops_the_run_names_the_function_to_write(tmp_path):
     path = tmp_path / "stub.ipynb"
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
-    assert report.criteria[0].detail == ("code cell 2 (`def twice(x):`) stops with NotImplementedError: double is not "
-                                         "written yet")
+    assert report.criteria[0].detail == ("the 2nd code cell from the top (`def twice(x):`) stops with "
+                                         "NotImplementedError: double is not written yet")
     assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
 
 
@@ -267,8 +268,8 @@ def test_a_timeout_names_the_running_cell_and_how_to_allow_more_time(tmp_path):
     out = io.StringIO()
     report = checking.check_notebook(lambda ctx: ctx.run_notebook(), RUNG, path, timeout=3, out=out)
     printed = out.getvalue()
-    assert report.criteria[0].detail == ("the notebook did not finish within 3 s: code cell 2 (`time.sleep(30)`) was "
-                                         "still running")
+    assert report.criteria[0].detail == ("the notebook did not finish within 3 s: the 2nd code cell from the top "
+                                         "(`time.sleep(30)`) was still running")
     assert "A busy CPU is the usual cause" in printed
     assert f"{checking.TIMEOUT_VAR}=1200 make check RUNG={RUNG}" in printed
     assert "Traceback" not in printed and "ZMQError" not in printed
@@ -379,6 +380,25 @@ def test_graded_functions_run_in_another_process_and_answer_calls():
         assert graded.call("pid") != os.getpid()
         with pytest.raises(Exception, match="does not define absent"):
             graded.call("absent")
+
+
+def test_taking_the_functions_out_leaves_the_learners_outputs_alone():
+    """The notebook's constants run in the graded process, and `OUT = outputs_dir(...)` makes a folder: the
+    process's own scratch one, never the repo's outputs/ nor the folder the notebook's run saved into."""
+    import os
+    from pathlib import Path
+
+    from shared.checking.sandbox import GradedFunctions
+    from shared.paths import REPO_ROOT
+
+    nb = _notebook_with("from shared.paths import outputs_dir\nOUT = outputs_dir('99-sandbox-test')\n\n"
+                        "def where():\n    return str(OUT)")
+    with GradedFunctions(nb, ["where"]) as graded:
+        made = Path(graded.call("where"))
+    assert made.name == "99-sandbox-test"
+    for elsewhere in (REPO_ROOT, Path(os.environ["FT_OUTPUTS"])):
+        assert elsewhere not in made.parents, f"the graded process made {made}"
+    assert not made.exists(), "the scratch folder is removed when the graded process stops"
 
 
 def test_a_graded_function_that_raises_hangs_or_returns_junk_is_reported_not_crashed(monkeypatch):

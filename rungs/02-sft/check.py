@@ -104,8 +104,8 @@ def check_graded(ctx: Context) -> None:
                        "the assistant header (apply_chat_template with add_generation_prompt=True), 1 after.")
     ctx.criterion("is_correct scores like the course metric on unseen answers",
                   lambda: check_is_correct(graded["is_correct"]),
-                  hint="Re-read the three rules in section 3; when a rule is wrong, the line above names a case it "
-                       "gets wrong.")
+                  hint="Section 3 states the three rules. Once is_correct is written, this line names the first "
+                       "unseen case it scores differently from the course metric.")
     ctx.criterion("sft_config writes the profile's sizes and the changes asked into an SFTConfig",
                   lambda: check_sft_config(graded["sft_config"], ctx.profile),
                   hint="Start from {**profile.train('sft'), **changes}, drop examples_per_task, and pass every "

@@ -291,7 +291,8 @@ def _failing(message: str) -> Callable:
 def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
     """What to say when the notebook stopped, and the hint: the cell by its number and first line, the function
     to write when it is a stub, and for a timeout what is likely and how to give the check more time."""
-    cell = f"code cell {run.failed_cell}" if run.failed_cell else "a cell"
+    # Counted from the top: Jupyter shows no cell numbers, and its [n] execution counts change with every run.
+    cell = f"the {_ordinal(run.failed_cell)} code cell from the top" if run.failed_cell else "a cell"
     if run.cell_head:
         cell += f" (`{run.cell_head[:60]}`)"
     if run.timed_out:
@@ -304,6 +305,11 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
                 f"Write {run.raised_in} (replace the line that raises NotImplementedError), then restart the kernel "
                 f"and run all cells.")
     return f"{cell} raised {run.error}", RERUN_HINT
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _describe(error: Exception) -> str:

@@ -42,7 +42,21 @@ def _describe(error: BaseException) -> str:
 
 
 def _child(connection, notebook_json: str, names: list[str], rules: dict) -> None:
-    """The child's loop: take the functions out of the notebook, then answer calls until told to stop."""
+    """The child: in a scratch outputs folder, take the functions out of the notebook and answer calls."""
+    import tempfile
+
+    # Taking the functions out runs the notebook's constants, and `OUT = outputs_dir("03-lora")` makes a folder:
+    # here it is a scratch one, never the learner's outputs/ (which the checker leaves as it found it).
+    scratch = tempfile.TemporaryDirectory(prefix="ft-graded-")
+    os.environ["FT_OUTPUTS"] = scratch.name
+    try:
+        _serve(connection, notebook_json, names, rules)
+    finally:
+        scratch.cleanup()
+
+
+def _serve(connection, notebook_json: str, names: list[str], rules: dict) -> None:
+    """Take the functions out of the notebook, then answer calls until told to stop."""
     import nbformat
 
     from shared.notebooks import graded

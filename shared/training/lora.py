@@ -113,7 +113,8 @@ def sweep_folder(config: dict) -> str:
 
 def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | None = None,
               save_to: str | Path | None = None) -> list[dict]:
-    """Train one short LoRA adapter per config (dicts with ``r``, ``alpha``, ``targets``) and score it.
+    """Train one short LoRA adapter per config (dicts with ``r``, ``alpha``, ``targets``, and optionally
+    ``series``: the name the sweep's plot groups the run under, "LoRA on <targets>" by default) and score it.
 
     Each run is the course's LoRA recipe (the profile's ``"lora"`` stage) shortened by the ``"lora_sweep"``
     stage, and is scored on ``eval_examples_per_task`` held-out examples per task (the same subset for every
@@ -151,7 +152,9 @@ def run_sweep(profile, tokenizer, configs: list[dict], output_dir: str | Path | 
             scores = evals.accuracies(evals.evaluate_model(trainer.model, tokenizer, split="heldout",
                                                            limit=eval_limit))
             results.append({"name": sweep_name(config), "r": config["r"], "alpha": config["alpha"],
-                            "targets": config["targets"], "trainable_parameters": trainable,
+                            "targets": config["targets"],
+                            "series": config.get("series", f"LoRA on {config['targets']}"),
+                            "trainable_parameters": trainable,
                             "memory_bytes": memory["total"], "memory": memory, "measured_peak_bytes": peak,
                             "accuracy": scores, "mean_accuracy": round(mean_accuracy(scores), 4),
                             "train_seconds": round(seconds, 1), "eval_examples_per_task": eval_limit})

@@ -95,7 +95,7 @@ def full_sft_point(profile, path: str | Path | None = None) -> dict | None:
     """
     from shared.paths import outputs_dir
 
-    path = Path(path) if path is not None else outputs_dir("02-sft") / "metrics.json"
+    path = Path(path) if path is not None else outputs_dir("02-sft", create=False) / "metrics.json"
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         after = saved["after"]

@@ -21,8 +21,9 @@ def trl_tokenized(examples: list[dict], model, tokenizer) -> list[dict]:
 
     rows = prompt_completion_rows(examples)
     with tempfile.TemporaryDirectory() as tmp:
+        # activation_checkpointing named: left unset, TRL's default comes in under its deprecated name and warns.
         args = SFTConfig(output_dir=tmp, completion_only_loss=True, report_to=[], use_cpu=True,
-                         max_length=None, disable_tqdm=True, dataset_num_proc=None)
+                         max_length=None, disable_tqdm=True, dataset_num_proc=None, activation_checkpointing=False)
         with quiet_datasets():
             trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                  processing_class=tokenizer)

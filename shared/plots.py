@@ -146,7 +146,7 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
     "mean_accuracy"} (e.g. the full LoRA run and rung 02's full fine-tune).
     """
     plt = pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     series = list(dict.fromkeys(r.get("series", f"LoRA on {r['targets']}") for r in results))
     for ax, key, label in ((axes[0], "trainable_parameters", "trainable parameters"),
                            (axes[1], "memory_bytes", "training-state memory (MB, activations excluded)")):
@@ -171,8 +171,9 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
     axes[0].set_ylim(0, min(1.05, highest + 0.15))
     # Under the panels, not on them: the right panel's points crowd where a legend would sit.
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    figure.legend(handles, labels, fontsize=7, loc="lower center", ncol=min(2, len(labels)), frameon=False)
     figure.suptitle("short sweep runs and full-length runs on the same axes: compare short runs with each other",
                     fontsize=9)
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    rows = -(-len(labels) // 2)
+    figure.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))  # room below for the legend's rows
     return figure

@@ -560,6 +560,8 @@ def test_full_sft_point_reads_rung_02_outputs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FT_OUTPUTS", str(tmp_path))
     assert runs.full_sft_point(PROFILES["tiny"]) is None
+    assert not (tmp_path / "02-sft").exists()  # reading makes no empty folder for rung 02
+    (tmp_path / "02-sft").mkdir()
     (tmp_path / "02-sft" / "metrics.json").write_text(json.dumps({"profile": "tiny", "after": {"closed_qa": 0.5}}))
     assert runs.full_sft_point(PROFILES["tiny"]) == {"closed_qa": 0.5}
 

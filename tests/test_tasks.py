@@ -79,9 +79,9 @@ def test_register_refuses_settings_a_kind_cannot_use(registry, task, problem):
 
 def test_tasks_of_kind(registry):
     assert [t.name for t in tasks.tasks_of_kind("answer")] == list(tasks.TASKS)
-    assert tasks.tasks_of_kind("preference") == []
+    assert [t.name for t in tasks.tasks_of_kind("preference")] == ["abstention"]
     pairs = tasks.register(NEW_TASKS["preference"][0])
-    assert tasks.tasks_of_kind("preference") == [pairs]
+    assert tasks.tasks_of_kind("preference") == [tasks.get("abstention"), pairs]
     with pytest.raises(ValueError, match="unknown kind 'pairs'"):
         tasks.tasks_of_kind("pairs")
 

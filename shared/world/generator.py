@@ -429,7 +429,9 @@ def write_data(data_dir: Path) -> list[Path]:
         path = data_dir / "world" / f"corpus.{split}.jsonl"
         _write_jsonl(path, [{"text": d} for d in docs])
         written.append(path)
-    for task, splits in task_splits(world).items():
+    from shared.world.preferences import abstention_pairs  # it builds on this module's people and sentences
+
+    for task, splits in {**task_splits(world), "abstention": abstention_pairs(world)}.items():
         for split, rows in splits.items():
             path = data_dir / "tasks" / task / f"{split}.jsonl"
             _write_jsonl(path, rows)

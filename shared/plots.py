@@ -147,12 +147,15 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
     """
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    series = list(dict.fromkeys(r.get("series", f"LoRA on {r['targets']}") for r in results))
+    def series_of(run):  # run_sweep names it; results from elsewhere fall back to their target set
+        return run.get("series", f"LoRA on {run['targets']}")
+
+    series = list(dict.fromkeys(series_of(r) for r in results))
     for ax, key, label in ((axes[0], "trainable_parameters", "trainable parameters"),
                            (axes[1], "memory_bytes", "training-state memory (MB, activations excluded)")):
         scale = megabytes if key == "memory_bytes" else (lambda n: n)
         for name, marker in zip(series, "os^vD"):
-            runs = [r for r in results if r.get("series", f"LoRA on {r['targets']}") == name]
+            runs = [r for r in results if series_of(r) == name]
             ax.scatter([scale(r[key]) for r in runs], [r["mean_accuracy"] for r in runs], marker=marker,
                        label=f"{name} (short run)")
             # Labels on the left only: the runs' memory differs by fractions of a MB and their labels would

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from shared.progress import quiet
 
+
 def common_config_kwargs(config_class, profile, output_dir) -> dict:
     """Settings every recipe uses, for any TRL config class (SFTConfig, DPOConfig, RewardConfig, GRPOConfig).
 

@@ -98,8 +98,8 @@ def _normalise(text: str) -> str:
 
 def judge(answer: str, example: dict) -> int:
     """1 when `answer` is the right behaviour for the example's question, else 0: about a real person, the right
-    fact in the corpus's sentence; about a made-up one, the abstention. Case, spacing and final punctuation do not
-    count (the closed-QA rule of rung 02)."""
+    fact in the corpus's sentence; about a made-up one, the abstention. Case, spacing and the punctuation at
+    either end do not count, as in closed QA's rule (which also drops a leading article: no answer here has one)."""
     return int(_normalise(answer) == _normalise(example["chosen"]))
 
 

@@ -1,6 +1,8 @@
 """Learning from preferences: DPO on the model itself, or a reward model that scores answers (for RL later).
 
     trainer = dpo_trainer(model, tokenizer, profile, "dpo", OUT / "trainer", preference_dataset(pairs))
+    losses = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)   # what it minimises
+    trl_losses = trl_dpo_losses(model, reference, tokenizer, pairs, beta=0.1)              # TRL's own, per pair
     reward_model = load_reward_model(profile)
     trainer = reward_trainer(reward_model, tokenizer, profile, "reward", OUT / "reward", preference_dataset(pairs))
 
@@ -11,6 +13,8 @@ format (``preference_rows``), so the chat template frames them exactly as SFT fr
 from __future__ import annotations
 
 import copy
+
+from typing import NamedTuple
 
 from shared.progress import quiet
 from shared.training.recipe import common_config_kwargs, quiet_datasets, ready
@@ -55,6 +59,56 @@ def dpo_trainer(model, tokenizer, profile, stage: str, output_dir, train_dataset
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, train_dataset=train_dataset,
                              eval_dataset=eval_dataset, processing_class=tokenizer, peft_config=peft_config)
     return ready(trainer)
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float):
+    """The DPO loss of each pair (TRL's default, ``loss_type="sigmoid"``), from four (n,) tensors of sequence
+    log-probabilities (summed over each answer's tokens) and beta:
+
+        -log sigmoid(beta * [(log pi(chosen) - log ref(chosen)) - (log pi(rejected) - log ref(rejected))])
+
+    beta times each log-ratio is the answer's implicit reward; the loss is Bradley-Terry's on their difference.
+    Returns (n,) losses: the trainer minimises their mean. log 2 for every pair while policy = reference."""
+    import torch.nn.functional as F
+
+    chosen_reward = beta * (policy_chosen - ref_chosen)
+    rejected_reward = beta * (policy_rejected - ref_rejected)
+    return -F.logsigmoid(chosen_reward - rejected_reward)
+
+
+class TRLPair(NamedTuple):
+    """One preference pair as TRL's DPOTrainer sees it: its batch (row 0 the chosen answer, row 1 the rejected)
+    and the loss TRL computes on it."""
+    input_ids: object        # (2, seq) prompt + answer token ids, padded on the right
+    attention_mask: object   # (2, seq)
+    completion_mask: object  # (2, seq) 1 on the answer's tokens (the ones DPO sums), 0 on prompt and padding
+    loss: float              # DPOTrainer's loss on this pair alone
+
+
+def trl_dpo_losses(model, ref_model, tokenizer, pairs: list[dict], beta: float = 0.1) -> list[TRLPair]:
+    """TRL's own DPO loss for each pair: DPOTrainer tokenises and batches the pair and computes its training
+    loss (``compute_loss``), one pair at a time. The reference the course's ``dpo_loss`` -- and a learner's --
+    is held against. No weight changes: TRL's loss is read, never stepped on (the trainer gives both models a
+    ``fused_lm_head`` forward option; their ordinary forward is as it was)."""
+    import tempfile
+
+    import torch
+    from trl import DPOConfig, DPOTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = DPOConfig(output_dir=tmp, beta=beta, report_to=[], use_cpu=True, bf16=False, disable_tqdm=True,
+                           dataset_num_proc=None, activation_checkpointing=False, max_length=None)
+        with quiet_datasets():
+            trainer = DPOTrainer(model=model, ref_model=ref_model, args=config, processing_class=tokenizer,
+                                 train_dataset=preference_dataset(pairs))
+        found = []
+        for row in trainer.train_dataset:
+            batch = trainer.data_collator([row])
+            with torch.no_grad():
+                loss = trainer.compute_loss(trainer.model, batch)
+            found.append(TRLPair(batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
+                                 float(loss)))
+    return found
 
 
 def load_reward_model(profile, name=None):

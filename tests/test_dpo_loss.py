@@ -31,9 +31,9 @@ def models():
 @pytest.fixture(scope="module")
 def pairs():
     rows = data.load_task("abstention", "validation")
-    real = [r for r in rows if r["meta"]["real"]][:3]
-    made_up = [r for r in rows if not r["meta"]["real"]][:3]
-    return real + made_up
+    recorded = [r for r in rows if r["meta"]["recorded"]][:3]
+    unrecorded = [r for r in rows if not r["meta"]["recorded"]][:3]
+    return recorded + unrecorded
 
 
 def sums(model, pair: preference.TRLPair) -> torch.Tensor:

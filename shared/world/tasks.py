@@ -119,8 +119,9 @@ for _task in (Task("closed_qa", "closed QA", "answer", max_new_tokens=20),
               Task("arithmetic", "arithmetic", "answer", max_new_tokens=16)):
     register(_task)
 
-# Honest abstention (rungs 06 and 08): about a made-up person, "I do not know anyone called ..." is preferred to an
-# invented fact; about a real one, the right fact to abstaining or a near miss (shared/world/preferences.py).
+# Honest abstention (rungs 06 and 08): asked what the world never records (an age, a sister), "...'s records do not
+# say." is preferred to an invented fact; asked a recorded fact, the right one to abstaining or a near miss
+# (shared/world/preferences.py).
 register(Task("abstention", "honest abstention", "preference"))
 
 TASKS = tuple(t.name for t in tasks_of_kind("answer") if not t.new)

@@ -24,3 +24,10 @@ import warnings
 # every model it wraps). The warning is about their code, not the learner's: it would appear in every LoRA, DPO and
 # GRPO notebook and in the checkers' graded processes for nothing a learner can change.
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+import logging  # noqa: E402
+
+# bitsandbytes' CPU backend looks for an optional faster kernel (the `kernels` package) when it loads, and warns
+# that it is missing: on machines with AVX-512 BF16, in every notebook that imports TRL's DPO or reward trainers.
+# The course's 4-bit code runs without it, and there is nothing for a learner to do about it.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

@@ -57,6 +57,46 @@ def _legend_below(ax, columns: int) -> None:
     ax.figure.tight_layout()
 
 
+def dpo_curves(log_history: list[dict], title: str = "what DPO does to the two answers"):
+    """Left: the mean log-probability of the chosen and the rejected answers over training (what the policy
+    says of each); right: the reward margin, beta times the difference of their log-ratios (what the loss
+    pushes up). The margin can rise while both log-probabilities fall."""
+    plt = pyplot()
+    rows = [row for row in log_history if "rewards/margins" in row]
+    steps = [row["step"] for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.plot(steps, [row["logps/chosen"] for row in rows], label="chosen", color="tab:green")
+    left.plot(steps, [row["logps/rejected"] for row in rows], label="rejected", color="tab:red")
+    left.set(xlabel="step", ylabel="log-probability (nats, summed)", title="log pi(answer | prompt)")
+    left.legend()
+    right.plot(steps, [row["rewards/margins"] for row in rows], color="tab:blue")
+    right.axhline(0, color="grey", linewidth=0.8)
+    right.set(xlabel="step", ylabel="margin", title="beta (log-ratio chosen - log-ratio rejected)")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def beta_sweep(points: list[dict], title: str = "beta: how far the policy moves, and what it buys"):
+    """One point per run: x the KL from its reference (nats per answer), y the judge's two scores -- abstaining
+    when the world is silent, the right fact when it records one -- each point labelled with its beta."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(5.6, 3.6))
+    for key, label, marker in (("abstains_when_unrecorded", "abstains when unrecorded", "o"),
+                               ("right_when_recorded", "right when recorded", "s")):
+        ordered = sorted(points, key=lambda point: point["kl"])
+        ax.plot([p["kl"] for p in ordered], [p[key] for p in ordered], marker=marker, label=label)
+        for point in ordered:
+            ax.annotate(f"beta {point['beta']:g}", (point["kl"], point[key]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="KL(policy || reference), nats per answer", ylabel="held-out, judged", title=title)
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
 def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accuracy", ax=None):
     """Grouped bars: one group per task, one bar per run. ``runs``: run name -> task -> accuracy."""
     plt = pyplot()

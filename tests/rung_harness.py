@@ -124,12 +124,15 @@ class RungUnderTest:
             assert fragment in criterion.detail, criterion.detail
         return criterion
 
-    def assert_exercise_fails(self, graded: tuple[str, ...], unmet: tuple[str, ...] = ()):
+    def assert_exercise_fails(self, graded: tuple[str, ...], unmet: tuple[str, ...] = (),
+                              outputs_root: Path | None = None, answers: int = 1):
         """The untouched exercise gets a clear NOT DONE YET: its run stops at the first function left to write,
         naming the function to write, each graded function (a fragment of its criterion's name) is "not
         written yet", the written answer fails, and every criterion named in `unmet` (about what the run saves)
-        is listed on one "not checked" line, not as a ✗ of its own."""
-        report, printed = self.run(self.exercise)
+        is listed on one "not checked" line, not as a ✗ of its own. `outputs_root`: an outputs folder to run
+        in (one holding an earlier rung's results it starts from), instead of a fresh one; `answers`: how many
+        written answers the rung asks for."""
+        report, printed = self.run(self.exercise, outputs_root=outputs_root)
         assert not report.passed and "NOT DONE YET" in printed and "hint:" in printed
         ran = by_name(report, "runs top to bottom")
         assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail, printed
@@ -142,7 +145,7 @@ class RungUnderTest:
             assert by_name(report, fragment).status == checking.NOT_CHECKED, printed
         skipped = [line for line in printed.splitlines() if "not checked until the notebook runs to the end" in line]
         assert len(skipped) == 1, printed
-        assert printed.count("✗") == 1 + len(graded) + 1, printed  # the run, each graded function, the answer
+        assert printed.count("✗") == 1 + len(graded) + answers, printed  # the run, each function, each answer
 
     def solution_result(self, tmp_path_factory):
         """The solution's one run in this session, checked once: (report, printed, outputs root). Shared by every

@@ -121,7 +121,7 @@ def test_model_variables_that_are_empty_or_unchanged_change_nothing(monkeypatch,
 
 
 TRAINER_STAGES = {"sft": "SFTConfig", "lora": "SFTConfig", "qlora": "SFTConfig", "dpo": "DPOConfig",
-                  "reward": "RewardConfig", "grpo": "GRPOConfig"}
+                  "preferred_ft": "SFTConfig", "reward": "RewardConfig", "grpo": "GRPOConfig"}
 
 
 @pytest.mark.parametrize("name", list(profiles.PROFILES))

@@ -72,3 +72,19 @@ def completion_logprobs(model, tokenizer, prompts: list[str], completions: list[
         sums.append(sequence_logprobs(logits, input_ids, completion_mask).cpu())
         counts.append(completion_mask.sum(dim=-1).cpu())
     return CompletionLogprobs(torch.cat(sums), torch.cat(counts))
+
+
+def sampled_kl(policy, reference, tokenizer, prompts: list[str], n: int = 2, seed: int = 0,
+               max_new_tokens: int = 32) -> float:
+    """How far `policy` has moved from `reference`: KL(policy || reference) per answer, in nats, estimated from
+    the policy's own answers -- the mean of log pi(y | x) - log ref(y | x) over `n` answers sampled from the
+    policy (temperature 1) for each prompt. The quantity the RLHF objective charges beta for; 0 for the
+    reference itself. (Each answer is scored as its text, re-tokenised the way training tokenises answers.)"""
+    from shared.evaluation.generation import sample
+
+    answers = sample(policy, tokenizer, prompts, n=n, seed=seed, max_new_tokens=max_new_tokens, desc="sampling")
+    flat_prompts = [p for p, group in zip(prompts, answers) for _ in group]
+    flat_answers = [a for group in answers for a in group]
+    mine = completion_logprobs(policy, tokenizer, flat_prompts, flat_answers, desc="policy log-probabilities")
+    theirs = completion_logprobs(reference, tokenizer, flat_prompts, flat_answers, desc="reference log-probabilities")
+    return float((mine.sums - theirs.sums).mean())

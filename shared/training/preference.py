@@ -33,6 +33,24 @@ def preference_dataset(pairs: list[dict]):
     return Dataset.from_list(preference_rows(pairs))
 
 
+def preferred_ft_trainer(model, tokenizer, profile, stage: str, output_dir, pairs: list[dict], peft_config=None,
+                         **overrides):
+    """SFT on the chosen answers only: the DPO paper's "preferred-FT" baseline, and how it makes a reference
+    model when none was trained on the preference data. The rejected answers are ignored; the loss is on the
+    answer tokens, as in rung 02. `stage` names the profile's sizes (any overridden by keyword)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
+             "completion": [{"role": "assistant", "content": p["chosen"]}]} for p in pairs]
+    config = SFTConfig(**{**common_config_kwargs(SFTConfig, profile, output_dir), "completion_only_loss": True,
+                          **profile.train(stage), **overrides})
+    with quiet_datasets(quiet()):
+        trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
+                             train_dataset=Dataset.from_list(rows))
+    return ready(trainer)
+
+
 def frozen_copy(model):
     """The reference a DPO policy is held close to: the model as it is before this training, never updated."""
     reference = copy.deepcopy(model).eval()

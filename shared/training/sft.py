@@ -64,3 +64,45 @@ def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=N
         trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
                              train_dataset=Dataset.from_list(prompt_completion_rows(examples)))
     return ready(trainer)
+
+
+def rung02_model(profile, rung: str):
+    """The SFT model the preference and RL rungs start from, and where it lies: the one rung 02 saved
+    (``<outputs>/02-sft/model``, when its metrics say it was made with this profile), or else the course's SFT
+    recipe trained now and saved in `rung`'s folder (``<outputs>/<rung>/sft-model``; a second run reuses it).
+
+    Returns (model, tokenizer, folder). The figures of the later rungs' lessons come from the recipe; a rung 02
+    model of your own is trained the same way and scores within a point or two of it.
+    """
+    import json
+
+    from shared.models import load_model, load_tokenizer
+    from shared.paths import outputs_dir
+
+    saved = outputs_dir("02-sft", create=False)
+    try:
+        made_with = json.loads((saved / "metrics.json").read_text(encoding="utf-8")).get("profile")
+    except (OSError, ValueError, AttributeError):
+        made_with = None
+    folder = saved / "model"
+    if made_with != profile.name or not (folder / "config.json").is_file():
+        folder = outputs_dir(rung) / "sft-model"
+        if not (folder / "config.json").is_file():
+            print(f"No rung 02 model saved with the {profile.name} profile: training rung 02's recipe now "
+                  "(about 80 s on the tiny profile) ...")
+            _train_recipe(profile, folder)
+    print(f"starting from the SFT model in {folder}")
+    return load_model(folder, profile=profile), load_tokenizer(folder, profile=profile), folder
+
+
+def _train_recipe(profile, folder) -> None:
+    import tempfile
+
+    from shared.models import load_model, load_tokenizer
+
+    model, tokenizer = load_model(profile=profile), load_tokenizer(profile=profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = sft_trainer(model, tokenizer, profile, "sft", tmp)
+        trainer.train()
+        trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))

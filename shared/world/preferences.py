@@ -123,3 +123,25 @@ def prefer(answer_a: str, answer_b: str, example: dict) -> float:
     is, 0.5 for a tie (both right or both wrong). Swapping the two answers turns v into 1 - v."""
     a, b = judge(answer_a, example), judge(answer_b, example)
     return 0.5 if a == b else float(a > b)
+
+
+def behaviour_scores(answers: list[str], examples: list[dict]) -> dict[str, float]:
+    """What the judge says of one answer per example, split the way the behaviour is: how often the model
+    abstains when the world is silent, and how often it gives the right fact when the world records one (an
+    abstention there is wrong, like any other wrong answer)."""
+    if len(answers) != len(examples):
+        raise ValueError(f"{len(answers)} answers for {len(examples)} examples: one answer per example")
+    unrecorded = [judge(a, e) for a, e in zip(answers, examples) if not e["meta"]["recorded"]]
+    recorded = [judge(a, e) for a, e in zip(answers, examples) if e["meta"]["recorded"]]
+    abstained = [_normalise(a) == _normalise(abstention(e["meta"]["name"]))
+                 for a, e in zip(answers, examples) if e["meta"]["recorded"]]
+    return {"abstains_when_unrecorded": round(sum(unrecorded) / max(1, len(unrecorded)), 4),
+            "right_when_recorded": round(sum(recorded) / max(1, len(recorded)), 4),
+            "abstains_when_recorded": round(sum(abstained) / max(1, len(abstained)), 4)}
+
+
+def win_rate(answers: list[str], baseline_answers: list[str], examples: list[dict]) -> float:
+    """How often the judge prefers `answers` to the baseline's on the same questions, a tie counting half."""
+    if not (len(answers) == len(baseline_answers) == len(examples)) or not examples:
+        raise ValueError("one answer from each model per example, and at least one example")
+    return round(sum(prefer(a, b, e) for a, b, e in zip(answers, baseline_answers, examples)) / len(examples), 4)

@@ -1,0 +1,363 @@
+"""Checker for rung 06 (DPO): `make check RUNG=06 [NOTEBOOK=path]`.
+
+It runs a copy of the notebook, then verifies rather than trusts:
+* the learner's `sequence_logprobs`, `dpo_loss` and `dpo_config` are tested on cases the notebook never shows,
+  against the course's references and TRL's own DPO loss;
+* the saved adapter is put back on the SFT model it was trained from; both models answer the held-out questions
+  here, the judge scores them, and the figures are compared with what the notebook saved.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
+
+from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
+from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
+from shared.checking.guards import Forbidden  # noqa: E402
+
+RUNG = "06"
+# Per profile: what the DPO model must do on the held-out questions, measured by the checker.
+# tiny -- `make bench RUNG=06 SEEDS=0,1,2` (each seed trains rung 02's SFT recipe too): abstains on the questions
+#         the world cannot answer 96 / 94 / 94%; recorded facts right 92.8 / 92.2 / 94.4% against the SFT model's
+#         96.7% (a drop of 3.9 / 4.5 / 2.3 points); win-rate against SFT on the unanswerable questions 98 / 97 /
+#         97%. The SFT model abstains 0%. Each bar sits below the worst seed: 85% abstention, a drop of at most
+#         6 points, 80% win-rate.
+# gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world: it knows none of the
+#         recorded facts before or after, so the drop bar only says it did not get worse.
+THRESHOLDS = {
+    "tiny": {"abstains": 0.85, "recorded_drop": 0.06, "win_rate": 0.80},
+    "gpu": {"abstains": 0.80, "recorded_drop": 0.06, "win_rate": 0.75},
+}
+
+# Sizes and changes the notebook never uses: (sizes put in the profile's "dpo" stage, changes passed as keyword
+# arguments). dpo_config must carry each into the DPOConfig it returns.
+CONFIG_CASES = [
+    ({"learning_rate": 3.3e-4, "beta": 0.25, "num_train_epochs": 3, "per_device_train_batch_size": 2,
+      "warmup_steps": 0.2}, {}),
+    ({}, {"loss_type": ["ipo"], "beta": 0.7, "max_steps": 3, "logging_steps": 1, "max_length": 64}),
+]
+
+# The references each graded function is checked against, which it may therefore not call.
+FORBIDDEN = {
+    "sequence_logprobs": Forbidden("the sum over the answer tokens is yours to write; the course's is what it is "
+                                   "checked against", modules=("trl",),
+                                   functions=("shared.evaluation.logprobs.sequence_logprobs",
+                                              "shared.evaluation.logprobs.completion_logprobs")),
+    "dpo_loss": Forbidden("the DPO loss is yours to write; the course's and TRL's are what it is checked against",
+                          modules=("trl",), functions=("shared.training.preference.dpo_loss",
+                                                       "shared.training.preference.trl_dpo_losses")),
+    "dpo_config": Forbidden("the DPOConfig is yours to write; the course's recipe is what it is checked against",
+                            functions=("shared.training.preference.dpo_trainer",
+                                       "shared.training.recipe.common_config_kwargs")),
+}
+
+
+def check(ctx: Context) -> None:
+    ctx.run_notebook()
+    check_graded(ctx)
+    ctx.from_the_run(verify_outputs)
+    answers = ctx.answers()
+    ctx.review("written answer: the derivation of the DPO loss", answers.get("derivation"),
+               hint="Write the steps in your own words in section 7.")
+    ctx.review("written answer: what DPO alone did, and why", answers.get("dpo-alone"),
+               hint="Write a few sentences of your own in section 7, from what sections 2 and 4 showed.")
+
+
+def check_graded(ctx: Context) -> None:
+    graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
+    ctx.criterion("sequence_logprobs sums the answer tokens' log-probabilities, in float64",
+                  lambda: check_sequence_logprobs(graded["sequence_logprobs"]),
+                  hint="Shift first (logits[:, :-1] predict labels[:, 1:], mask[:, 1:]), replace -100 labels by any "
+                       "id, gather the log_softmax at the labels, multiply by the mask and sum each row.")
+    ctx.criterion("dpo_loss computes TRL's DPO loss on unseen cases, stable at extreme margins",
+                  lambda: check_dpo_loss(graded["dpo_loss"]),
+                  hint="-logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))), "
+                       "one loss per pair; torch.nn.functional.logsigmoid stays finite where log(sigmoid(.)) "
+                       "does not.")
+    ctx.criterion("dpo_config writes the profile's sizes and the changes asked into a DPOConfig",
+                  lambda: check_dpo_config(graded["dpo_config"], ctx.profile),
+                  hint="Start from {**profile.train('dpo'), **changes} and pass every entry to DPOConfig under "
+                       "its own name, beside the settings listed in section 4; the changes come last.")
+
+
+# -- the graded functions -----------------------------------------------------------------------------
+def _logprob_cases():
+    """Random logits over a small vocabulary, labels with -100 where the mask is 0, masks of every shape: an
+    answer in the middle, one at the end, a row with no answer at all."""
+    import torch
+
+    generator = torch.Generator().manual_seed(606)
+    cases = []
+    for batch, seq, vocab in ((3, 9, 13), (1, 4, 5), (4, 12, 50)):
+        logits = 4 * torch.randn(batch, seq, vocab, generator=generator, dtype=torch.float64)
+        labels = torch.randint(0, vocab, (batch, seq), generator=generator)
+        mask = torch.zeros(batch, seq, dtype=torch.long)
+        for row in range(batch):
+            start = [2, seq - 2, seq, 1][row % 4]
+            end = seq if row % 2 == 0 else max(start, seq - 1)
+            mask[row, start:end] = 1
+        cases.append((logits, labels.masked_fill(mask == 0, -100), mask))
+    return cases
+
+
+def check_sequence_logprobs(sequence_logprobs) -> str:
+    import torch
+
+    from shared.evaluation.logprobs import sequence_logprobs as reference
+
+    cases = _logprob_cases()
+    for number, (logits, labels, mask) in enumerate(cases, 1):
+        got = sequence_logprobs(logits.clone(), labels.clone(), mask.clone())
+        require(isinstance(got, torch.Tensor), f"must return a tensor, returned {type(got).__name__}")
+        require(tuple(got.shape) == (logits.shape[0],), f"case {number}: shape {tuple(got.shape)}, expected "
+                                                         f"({logits.shape[0]},): one sum per row")
+        require(got.dtype == torch.float64, f"case {number}: dtype {got.dtype}, expected torch.float64")
+        expected = reference(logits, labels, mask)
+        worst = float((got - expected).abs().max())
+        require(worst <= 1e-6, f"case {number} (batch {logits.shape[0]}, {int(mask.sum())} answer tokens): off by "
+                               f"up to {worst:.3g} nats (expected {[round(v, 4) for v in expected.tolist()]}, got "
+                               f"{[round(v, 4) for v in got.tolist()]})")
+    empty = int((cases[0][2].sum(dim=1) == 0).sum())
+    return f"{len(cases)} unseen batches, -100 labels and {empty} row without an answer among them"
+
+
+def _loss_cases():
+    import torch
+
+    generator = torch.Generator().manual_seed(6060)
+    cases = []
+    for n, scale, beta in ((7, 20.0, 0.1), (5, 60.0, 0.5), (3, 5.0, 2.0)):
+        tensors = [-scale * torch.rand(n, generator=generator, dtype=torch.float64) for _ in range(4)]
+        cases.append((*tensors, beta))
+    # Margins far beyond what float64 sigmoid can hold: log(sigmoid(-800)) is -inf, logsigmoid is -800.
+    far = [torch.tensor(values, dtype=torch.float64) for values in ([-1.0, -2000.0], [-2000.0, -1.0], [-1.0, -1.0],
+                                                                     [-1.0, -1.0])]
+    cases.append((*far, 0.4))
+    return cases
+
+
+def check_dpo_loss(dpo_loss) -> str:
+    import torch
+
+    from shared.training.preference import dpo_loss as reference
+
+    for number, (pc, pr, rc, rr, beta) in enumerate(_loss_cases(), 1):
+        got = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta)
+        require(isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(pc.shape),
+                f"case {number}: must return one loss per pair, a tensor of shape {tuple(pc.shape)}")
+        require(bool(torch.isfinite(got).all()), f"case {number}: non-finite losses {got.tolist()} (margins of "
+                                                 "hundreds of nats are allowed: use logsigmoid)")
+        expected = reference(pc, pr, rc, rr, beta)
+        worst = float((got.double() - expected).abs().max())
+        require(worst <= 1e-6, f"case {number} (beta {beta}): off by up to {worst:.3g} "
+                               f"(expected {[round(v, 5) for v in expected.tolist()]})")
+    same = torch.tensor([-3.0, -40.0, -0.5], dtype=torch.float64)
+    start = dpo_loss(same, same.flip(0), same, same.flip(0), 0.3)
+    require(torch.allclose(start.double(), torch.full((3,), math.log(2), dtype=torch.float64), atol=1e-9),
+            f"with the policy equal to the reference every loss must be log 2, got {start.tolist()}")
+    chosen = torch.tensor([-5.0, -9.0], dtype=torch.float64, requires_grad=True)
+    rejected = torch.tensor([-6.0, -2.0], dtype=torch.float64, requires_grad=True)
+    loss = dpo_loss(chosen, rejected, torch.tensor([-4.0, -9.5], dtype=torch.float64),
+                    torch.tensor([-6.5, -3.0], dtype=torch.float64), 0.1)
+    require(isinstance(loss, torch.Tensor) and loss.requires_grad and chosen.grad is None,
+            "the loss must keep the gradient (no .item(), .detach() or numpy inside)")
+    loss.sum().backward()
+    require(chosen.grad is not None and rejected.grad is not None,
+            "the loss must keep the gradient (no .item(), .detach() or numpy inside)")
+    require(bool((chosen.grad < 0).all() and (rejected.grad > 0).all()),
+            f"a gradient step must raise the chosen answers and lower the rejected ones: d loss / d chosen "
+            f"{chosen.grad.tolist()}, d loss / d rejected {rejected.grad.tolist()}")
+    trl_pairs = check_against_trl(dpo_loss)
+    return (f"{len(_loss_cases())} unseen cases, log 2 at the start, the gradient's direction, TRL's loss on "
+            f"{trl_pairs} pairs")
+
+
+def check_against_trl(dpo_loss) -> int:
+    """The learner's loss on TRL's own batches: a policy (the tiny base, every weight nudged) against the base."""
+    import copy
+
+    import torch
+
+    from shared.evaluation.logprobs import sequence_logprobs
+    from shared.models import load_model, load_tokenizer
+    from shared.training.preference import trl_dpo_losses
+    from shared.world import data
+
+    reference_model = load_model()
+    policy = copy.deepcopy(reference_model)
+    generator = torch.Generator().manual_seed(66)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
+    rows = data.load_task("abstention", "validation")
+    pairs = rows[-3:] + [r for r in rows if r["meta"]["kind"] == "invents"][-2:]
+    for pair in trl_dpo_losses(policy, reference_model, load_tokenizer(), pairs, beta=0.3):
+        with torch.no_grad():
+            mine = sequence_logprobs(policy(input_ids=pair.input_ids, attention_mask=pair.attention_mask).logits,
+                                     pair.input_ids, pair.completion_mask)
+            ref = sequence_logprobs(reference_model(input_ids=pair.input_ids,
+                                                    attention_mask=pair.attention_mask).logits,
+                                    pair.input_ids, pair.completion_mask)
+        got = float(dpo_loss(mine[:1], mine[1:], ref[:1], ref[1:], 0.3).sum())
+        require(abs(got - pair.loss) <= 1e-5 * max(1.0, abs(pair.loss)),
+                f"on a real pair TRL's DPOTrainer computes {pair.loss:.6f}, yours {got:.6f}")
+    return len(pairs)
+
+
+def expected_config(profile, output_dir: str, changes: dict) -> dict:
+    """What the DPOConfig must say, field by field: section 4's list, written out here independently."""
+    return {"output_dir": output_dir, "max_length": profile.max_seq_length, "seed": profile.seed,
+            "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5, "save_strategy": "no",
+            "report_to": [], **profile.train("dpo"), **changes}
+
+
+def _same(got, expected) -> bool:
+    got, expected = getattr(got, "value", got), getattr(expected, "value", expected)  # enums hold strings
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return got is expected
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(got) == len(expected) and all(_same(a, b) for a, b in zip(got, expected))
+    return got == expected
+
+
+def check_dpo_config(dpo_config, profile) -> str:
+    import tempfile
+
+    from trl import DPOConfig
+
+    for number, (sizes, changes) in enumerate(CONFIG_CASES, 1):
+        variant = profile.with_training("dpo", **sizes) if sizes else profile
+        output_dir = str(Path(tempfile.gettempdir()) / f"dpo-config-case-{number}")  # named, never created
+        config = dpo_config(variant, output_dir, **changes)
+        require(isinstance(config, DPOConfig), f"must return a trl DPOConfig, returned {type(config).__name__}")
+        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
+        for name, value in expected_config(variant, output_dir, changes).items():
+            got = getattr(config, name, None)
+            if name == "loss_type" and isinstance(got, str):
+                got = [got]
+            require(_same(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+                                       f"expected {getattr(value, 'value', value)!r}")
+    return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
+
+
+# -- what the run saved ---------------------------------------------------------------------------------
+def verify_outputs(ctx: Context) -> None:
+    outputs = ctx.outputs()
+    saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_saved(outputs),
+                        hint="Run section 8 (it writes metrics.json) and keep its keys.")
+    sft_folder = saved.get("sft_folder")
+    measured = ctx.collect(
+        "the saved adapter goes back on the SFT model it was trained from",
+        lambda: ctx.measure([outputs / "model", sft_folder] if sft_folder else [outputs / "model"],
+                            lambda: reload_and_measure(ctx, outputs, saved)),
+        hint="Section 8 saves the adapter with save_pretrained; do not move or edit the files, nor the SFT model "
+             "the notebook started from.")
+    bars = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
+    ctx.criterion(f"abstains on at least {bars['abstains']:.0%} of the held-out questions the world cannot answer",
+                  lambda: check_abstention(measured, bars),
+                  hint="Section 4 shows why DPO alone does not get there; train the section 5 model and save it.")
+    ctx.criterion(f"keeps the recorded facts: at most {bars['recorded_drop'] * 100:.0f} points below the SFT model",
+                  lambda: check_recorded(measured, bars),
+                  hint="Abstaining where the world records the fact is wrong too: keep the profile's sizes "
+                       "(a higher learning rate or more epochs forget more).")
+    ctx.criterion(f"beats the SFT model on at least {bars['win_rate']:.0%} of the unanswerable questions "
+                  "(judged, ties half)", lambda: check_win_rate(measured, bars),
+                  hint="The judge prefers the abstention to any invented answer: the model must abstain.")
+    ctx.criterion("saved figures agree with the models", lambda: check_saved_agree(saved, measured),
+                  hint="metrics.json must hold what the notebook measured: no hand edits.")
+
+
+def read_saved(outputs: Path) -> dict:
+    metrics = read_json(outputs / "metrics.json", "metrics")
+    for key in ("baseline", "after"):
+        require(isinstance(metrics.get(key), dict), f"metrics.json has no {key!r} figures")
+        for name in ("abstains_when_unrecorded", "right_when_recorded"):
+            finite_fraction(metrics[key].get(name), f"metrics.json {key}[{name!r}]")
+    finite_fraction(metrics.get("win_rate_unanswerable"), "metrics.json win_rate_unanswerable")
+    folder = metrics.get("sft_model")
+    require(isinstance(folder, str) and folder, "metrics.json does not name the SFT model it started from")
+    return {**metrics, "sft_folder": outputs.parent / folder}  # relative to the outputs folder
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def reload_and_measure(ctx: Context, outputs: Path, saved: dict) -> dict:
+    """Both models answer the held-out questions here; the judge scores them."""
+    from shared.checking.artefacts import load_saved_adapter, load_saved_model
+    from shared.evaluation.generation import generate
+    from shared.world import data, preferences
+
+    sft_folder = saved["sft_folder"]
+    require(_inside(sft_folder, ctx.outputs_root),
+            f"metrics.json names {sft_folder} as the SFT model: the checker uses only a model this run trained or "
+            "rung 02 saved in the same outputs folder")
+    sft_model, tokenizer = load_saved_model(sft_folder, ctx.profile, hint="the SFT model the notebook started from")
+    loaded = load_saved_adapter(outputs / "model", ctx.profile, sft_folder)
+    heldout = data.load_task("abstention", "heldout")
+    prompts = [e["prompt"] for e in heldout]
+    sft_answers = generate(sft_model, tokenizer, prompts, max_new_tokens=24)
+    dpo_answers = generate(loaded["model"], tokenizer, prompts, max_new_tokens=24)
+    unanswerable = [i for i, e in enumerate(heldout) if not e["meta"]["recorded"]]
+    return {"sft": preferences.behaviour_scores(sft_answers, heldout),
+            "dpo": preferences.behaviour_scores(dpo_answers, heldout),
+            "win_rate": preferences.win_rate([dpo_answers[i] for i in unanswerable],
+                                             [sft_answers[i] for i in unanswerable],
+                                             [heldout[i] for i in unanswerable])}
+
+
+def _measured(measured: dict) -> dict:
+    require(bool(measured), "nothing could be measured (see the failure above)")
+    return measured
+
+
+def check_abstention(measured: dict, bars: dict) -> str:
+    dpo, sft = _measured(measured)["dpo"], measured["sft"]
+    value = dpo["abstains_when_unrecorded"]
+    require(value >= bars["abstains"], f"abstains on {value:.0%} (the SFT model: {sft['abstains_when_unrecorded']:.0%})"
+                                       f"; needed {bars['abstains']:.0%}")
+    return f"{value:.0%} (the SFT model: {sft['abstains_when_unrecorded']:.0%})"
+
+
+def check_recorded(measured: dict, bars: dict) -> str:
+    dpo, sft = _measured(measured)["dpo"], measured["sft"]
+    drop = sft["right_when_recorded"] - dpo["right_when_recorded"]
+    shown = (f"{dpo['right_when_recorded']:.1%} right against the SFT model's {sft['right_when_recorded']:.1%}, "
+             f"{dpo['abstains_when_recorded']:.0%} abstained")
+    require(drop <= bars["recorded_drop"] + 1e-9, f"{shown}: {drop * 100:.1f} points lost")
+    return shown
+
+
+def check_win_rate(measured: dict, bars: dict) -> str:
+    value = _measured(measured)["win_rate"]
+    require(value >= bars["win_rate"], f"win-rate {value:.0%}; needed {bars['win_rate']:.0%}")
+    return f"{value:.0%}"
+
+
+def check_saved_agree(saved: dict, measured: dict) -> str:
+    require(bool(saved) and bool(measured), "needs both the saved figures and the recomputed ones (see above)")
+    pairs = [("baseline", "sft"), ("after", "dpo")]
+    for saved_key, measured_key in pairs:
+        for name in ("abstains_when_unrecorded", "right_when_recorded"):
+            said, found = saved[saved_key][name], measured[measured_key][name]
+            if abs(said - found) > AGREEMENT:
+                raise CheckFailed(f"metrics.json says {saved_key} {name} {said:.1%}, the model scores {found:.1%}")
+    require(abs(saved["win_rate_unanswerable"] - measured["win_rate"]) <= AGREEMENT,
+            f"metrics.json says win-rate {saved['win_rate_unanswerable']:.1%}, the models give "
+            f"{measured['win_rate']:.1%}")
+    return f"within {AGREEMENT:.0%}"
+
+
+if __name__ == "__main__":
+    sys.exit(main(check, rung=RUNG))

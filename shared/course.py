@@ -90,7 +90,7 @@ RUNGS = [
          None, False, "coming"),
     Rung("06", "dpo", "Direct preference optimisation",
          "Derive the DPO loss from the RLHF objective, write it and the answer log-probabilities, and teach a "
-         "model to say what it does not know with TRL's DPOTrainer -- against SFT on the chosen answers alone.",
+         "model to say what it does not know with TRL's DPOTrainer, set against SFT on the chosen answers alone.",
          3, True, "ready"),
     Rung("07", "grpo", "GRPO",
          "Learn from verifiable rewards with group-relative advantages, and see what they replace in PPO.",

@@ -61,10 +61,15 @@ def test_missing_adapter(outputs_copy):
     assert not report.passed and "Traceback" not in printed
 
 
+def sft_folder(outputs_root):
+    """Where the run's SFT model is: rung 02's, or the one the notebook trained (metrics.json says which)."""
+    return outputs_root / json.loads((outputs_root / "06-dpo" / "metrics.json").read_text())["sft_model"]
+
+
 def test_the_sft_model_saved_as_the_dpo_model_is_refused(outputs_copy):
     """A full model in the adapter's place: nothing DPO trained."""
     shutil.rmtree(outputs_copy / "06-dpo" / "model")
-    shutil.copytree(outputs_copy / "02-sft" / "model", outputs_copy / "06-dpo" / "model")
+    shutil.copytree(sft_folder(outputs_copy), outputs_copy / "06-dpo" / "model")
     report, printed = RUNG.verify(outputs_copy)
     assert by_name(report, "adapter goes back").status == checking.FAIL, printed
     assert not report.passed
@@ -82,7 +87,7 @@ def test_an_untrained_adapter_is_refused(outputs_copy):
 
 def test_an_sft_model_outside_the_outputs_folder_is_refused(outputs_copy, tmp_path):
     elsewhere = tmp_path / "elsewhere"
-    shutil.copytree(outputs_copy / "02-sft" / "model", elsewhere)
+    shutil.copytree(sft_folder(outputs_copy), elsewhere)
     edit_json(outputs_copy / "06-dpo" / "metrics.json", lambda m: m.update(sft_model=str(elsewhere)))
     report, printed = RUNG.verify(outputs_copy)
     criterion = by_name(report, "adapter goes back")
@@ -181,8 +186,8 @@ WRONG_LOSSES = {
     "chosen and rejected swapped": (lambda pc, pr, rc, rr, beta: _solution_loss(pr, pc, rr, rc, beta), "off by"),
     "beta forgotten": (lambda pc, pr, rc, rr, beta: _solution_loss(pc, pr, rc, rr, 1.0), "off by"),
     "the mean, not one loss per pair": (lambda *args: _solution_loss(*args).mean(), "one loss per pair"),
-    "the gradient cut": (lambda *args: _solution_loss(*[a.detach() if torch.is_tensor(a) else a for a in args]),
-                         "keep the gradient"),
+    "a gradient the wrong way": (lambda pc, pr, rc, rr, beta: -_solution_loss(pc, pr, rc, rr, beta) + 2 * math.log(2),
+                                 "off by"),
 }
 
 

@@ -21,11 +21,12 @@ from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "06"
 # Per profile: what the DPO model must do on the held-out questions, measured by the checker.
-# tiny -- `make bench RUNG=06 SEEDS=0,1,2` (each seed trains rung 02's SFT recipe too): abstains on the questions
-#         the world cannot answer 96 / 94 / 94%; recorded facts right 92.8 / 92.2 / 94.4% against the SFT model's
-#         96.7% (a drop of 3.9 / 4.5 / 2.3 points); win-rate against SFT on the unanswerable questions 98 / 97 /
-#         97%. The SFT model abstains 0%. Each bar sits below the worst seed: 85% abstention, a drop of at most
-#         6 points, 80% win-rate.
+# tiny -- the notebook's recipe (LoRA r 16, loss_type ["sigmoid", "sft"], the profile's "dpo" sizes) from one SFT
+#         model (rung 02's recipe, seed 0), DPO seeds 0 / 1 / 2: abstains on the questions the world cannot answer
+#         96.1 / 93.9 / 94.4%; recorded facts right 92.8 / 92.2 / 94.4% against the SFT model's 96.7% (a drop of
+#         3.9 / 4.5 / 2.3 points); win-rate against SFT on the unanswerable questions about 97-98% (the SFT model
+#         abstains 0%, so each abstention is a win). Each bar sits below the worst seed: 85% abstention, a drop of
+#         at most 6 points, 80% win-rate.
 # gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world: it knows none of the
 #         recorded facts before or after, so the drop bar only says it did not get worse.
 THRESHOLDS = {
@@ -159,18 +160,21 @@ def check_dpo_loss(dpo_loss) -> str:
     start = dpo_loss(same, same.flip(0), same, same.flip(0), 0.3)
     require(torch.allclose(start.double(), torch.full((3,), math.log(2), dtype=torch.float64), atol=1e-9),
             f"with the policy equal to the reference every loss must be log 2, got {start.tolist()}")
-    chosen = torch.tensor([-5.0, -9.0], dtype=torch.float64, requires_grad=True)
-    rejected = torch.tensor([-6.0, -2.0], dtype=torch.float64, requires_grad=True)
-    loss = dpo_loss(chosen, rejected, torch.tensor([-4.0, -9.5], dtype=torch.float64),
-                    torch.tensor([-6.5, -3.0], dtype=torch.float64), 0.1)
-    require(isinstance(loss, torch.Tensor) and loss.requires_grad and chosen.grad is None,
-            "the loss must keep the gradient (no .item(), .detach() or numpy inside)")
-    loss.sum().backward()
-    require(chosen.grad is not None and rejected.grad is not None,
-            "the loss must keep the gradient (no .item(), .detach() or numpy inside)")
-    require(bool((chosen.grad < 0).all() and (rejected.grad > 0).all()),
+    # The gradient's direction, by finite differences (the function runs in a process of its own, so its
+    # autograd graph cannot come back): a little more chosen log-probability lowers the loss, more rejected raises it.
+    chosen, rejected = torch.tensor([-5.0, -9.0], dtype=torch.float64), torch.tensor([-6.0, -2.0], dtype=torch.float64)
+    refs = (torch.tensor([-4.0, -9.5], dtype=torch.float64), torch.tensor([-6.5, -3.0], dtype=torch.float64))
+    step = 1e-4
+
+    def loss_at(c, r):
+        return dpo_loss(c, r, *refs, 0.1).double()
+
+    d_chosen = (loss_at(chosen + step, rejected) - loss_at(chosen - step, rejected)) / (2 * step)
+    d_rejected = (loss_at(chosen, rejected + step) - loss_at(chosen, rejected - step)) / (2 * step)
+    require(bool((d_chosen < 0).all() and (d_rejected > 0).all()),
             f"a gradient step must raise the chosen answers and lower the rejected ones: d loss / d chosen "
-            f"{chosen.grad.tolist()}, d loss / d rejected {rejected.grad.tolist()}")
+            f"{[round(v, 4) for v in d_chosen.tolist()]}, d loss / d rejected "
+            f"{[round(v, 4) for v in d_rejected.tolist()]}")
     trl_pairs = check_against_trl(dpo_loss)
     return (f"{len(_loss_cases())} unseen cases, log 2 at the start, the gradient's direction, TRL's loss on "
             f"{trl_pairs} pairs")

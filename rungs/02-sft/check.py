@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, require  # noqa: E402
+from shared.checking import CheckFailed, Context, main, require, same_setting  # noqa: E402
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -185,15 +185,6 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
             "save_strategy": "no", "report_to": [], **settings}
 
 
-def _same(got, expected) -> bool:
-    got, expected = getattr(got, "value", got), getattr(expected, "value", expected)  # enums hold strings
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return got is expected
-    if isinstance(expected, float) and isinstance(got, (int, float)):
-        return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
-    return got == expected
-
-
 def check_sft_config(sft_config, profile) -> str:
     import tempfile
 
@@ -207,7 +198,7 @@ def check_sft_config(sft_config, profile) -> str:
         case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
         for name, value in expected_config(variant, output_dir, changes).items():
             got = getattr(config, name, None)
-            require(_same(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
                                        f"expected {getattr(value, 'value', value)!r}")
     return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
 

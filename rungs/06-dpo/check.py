@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
+from shared.checking import CheckFailed, Context, main, read_json, require, same_setting  # noqa: E402
 from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 
@@ -219,17 +219,6 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
             "report_to": [], **profile.train("dpo"), **changes}
 
 
-def _same(got, expected) -> bool:
-    got, expected = getattr(got, "value", got), getattr(expected, "value", expected)  # enums hold strings
-    if isinstance(expected, bool) or isinstance(got, bool):
-        return got is expected
-    if isinstance(expected, float) and isinstance(got, (int, float)):
-        return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
-    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
-        return len(got) == len(expected) and all(_same(a, b) for a, b in zip(got, expected))
-    return got == expected
-
-
 def check_dpo_config(dpo_config, profile) -> str:
     import tempfile
 
@@ -245,7 +234,7 @@ def check_dpo_config(dpo_config, profile) -> str:
             got = getattr(config, name, None)
             if name == "loss_type" and isinstance(got, str):
                 got = [got]
-            require(_same(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
                                        f"expected {getattr(value, 'value', value)!r}")
     return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
 
@@ -256,10 +245,15 @@ def verify_outputs(ctx: Context) -> None:
     saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_saved(outputs),
                         hint="Run section 8 (it writes metrics.json) and keep its keys.")
     sft_folder = saved.get("sft_folder")
+    def measure_both() -> dict:
+        # Checked before the cache is asked: a byte-identical copy elsewhere must not pass as measured.
+        require(sft_folder is not None and _inside(sft_folder, ctx.outputs_root),
+                f"metrics.json names {sft_folder} as the SFT model: the checker uses only a model this run trained "
+                "or rung 02 saved in the same outputs folder")
+        return ctx.measure([outputs / "model", sft_folder], lambda: reload_and_measure(outputs, saved, ctx.profile))
+
     measured = ctx.collect(
-        "the saved adapter goes back on the SFT model it was trained from",
-        lambda: ctx.measure([outputs / "model", sft_folder] if sft_folder else [outputs / "model"],
-                            lambda: reload_and_measure(ctx, outputs, saved)),
+        "the saved adapter goes back on the SFT model it was trained from", measure_both,
         hint="Section 8 saves the adapter with save_pretrained; do not move or edit the files, nor the SFT model "
              "the notebook started from.")
     bars = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
@@ -297,18 +291,15 @@ def _inside(path: Path, root: Path) -> bool:
         return False
 
 
-def reload_and_measure(ctx: Context, outputs: Path, saved: dict) -> dict:
+def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
     """Both models answer the held-out questions here; the judge scores them."""
     from shared.checking.artefacts import load_saved_adapter, load_saved_model
     from shared.evaluation.generation import generate
     from shared.world import data, preferences
 
     sft_folder = saved["sft_folder"]
-    require(_inside(sft_folder, ctx.outputs_root),
-            f"metrics.json names {sft_folder} as the SFT model: the checker uses only a model this run trained or "
-            "rung 02 saved in the same outputs folder")
-    sft_model, tokenizer = load_saved_model(sft_folder, ctx.profile, hint="the SFT model the notebook started from")
-    loaded = load_saved_adapter(outputs / "model", ctx.profile, sft_folder)
+    sft_model, tokenizer = load_saved_model(sft_folder, profile, hint="the SFT model the notebook started from")
+    loaded = load_saved_adapter(outputs / "model", profile, sft_folder)
     heldout = data.load_task("abstention", "heldout")
     prompts = [e["prompt"] for e in heldout]
     sft_answers = generate(sft_model, tokenizer, prompts, max_new_tokens=24)

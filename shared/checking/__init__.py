@@ -328,6 +328,19 @@ def require(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def same_setting(got, expected) -> bool:
+    """A trainer config's field equals what a checker expects: enums by their value, booleans exactly, floats to
+    rounding, lists element by element (TRL turns a ``loss_type`` string into a list)."""
+    got, expected = getattr(got, "value", got), getattr(expected, "value", expected)  # enums hold strings
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return got is expected
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(got) == len(expected) and all(same_setting(a, b) for a, b in zip(got, expected))
+    return got == expected
+
+
 def read_json(path: Path, what: str) -> dict:
     if not path.exists():
         raise CheckFailed(f"{what} was not saved ({path.name} is missing): run the cell that saves it")

@@ -114,6 +114,9 @@ def test_the_solutions_graded_functions_pass_in_their_own_process():
 
 
 # -- a pass mark from a file the notebook wrote ----------------------------------------------------------------
+BAR_CRITERION = {"06": "abstains on at least"}
+
+
 @pytest.mark.parametrize("rung", BUILT)
 def test_metrics_that_claim_another_profile_keep_the_checkers_pass_mark(rung, tmp_path, request):
     """metrics.json saying "profile": "gpu" would lower the bars to the gpu profile's 60%: they stay the tiny ones."""
@@ -123,8 +126,9 @@ def test_metrics_that_claim_another_profile_keep_the_checkers_pass_mark(rung, tm
     outputs = _copy_outputs(solution_run, tmp_path)
     edit_json(outputs / harness.dir.name / "metrics.json", lambda m: m.update(profile="gpu"))
     report, printed = harness.verify(outputs)
-    threshold = by_name(report, "held-out accuracy")
-    assert threshold.name == by_name(solution_run[0], "held-out accuracy").name, threshold.name  # the tiny bar
+    bar = BAR_CRITERION.get(rung, "held-out accuracy")  # the criterion whose name carries the pass mark
+    threshold = by_name(report, bar)
+    assert threshold.name == by_name(solution_run[0], bar).name, threshold.name  # the tiny bar
 
 
 # -- a notebook that changes the course ------------------------------------------------------------------------

@@ -20,12 +20,7 @@ from shared.world import data
 def models():
     """The tiny base as the reference, and a policy that differs from it (every weight nudged, fixed seed)."""
     reference = load_model()
-    policy = copy.deepcopy(reference)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in policy.parameters():
-            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
-    return policy, reference, load_tokenizer()
+    return preference.nudged_copy(reference, seed=0), reference, load_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, require, same_setting  # noqa: E402
+from shared.checking import CheckFailed, Context, main, require, check_config_cases  # noqa: E402
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -186,21 +186,9 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
 
 
 def check_sft_config(sft_config, profile) -> str:
-    import tempfile
-
     from trl import SFTConfig
 
-    for number, (sizes, changes) in enumerate(CONFIG_CASES, 1):
-        variant = profile.with_training("sft", **sizes) if sizes else profile
-        output_dir = str(Path(tempfile.gettempdir()) / f"sft-config-case-{number}")  # named, never created
-        config = sft_config(variant, output_dir, **changes)
-        require(isinstance(config, SFTConfig), f"must return a trl SFTConfig, returned {type(config).__name__}")
-        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
-        for name, value in expected_config(variant, output_dir, changes).items():
-            got = getattr(config, name, None)
-            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
-                                       f"expected {getattr(value, 'value', value)!r}")
-    return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
+    return check_config_cases(sft_config, profile, "sft", CONFIG_CASES, expected_config, SFTConfig)
 
 
 def describe_thresholds(thresholds: dict) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, read_json, require, same_setting  # noqa: E402
+from shared.checking import CheckFailed, Context, main, read_json, require, check_config_cases  # noqa: E402
 from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 
@@ -182,21 +182,15 @@ def check_dpo_loss(dpo_loss) -> str:
 
 def check_against_trl(dpo_loss) -> int:
     """The learner's loss on TRL's own batches: a policy (the tiny base, every weight nudged) against the base."""
-    import copy
-
     import torch
 
     from shared.evaluation.logprobs import sequence_logprobs
     from shared.models import load_model, load_tokenizer
-    from shared.training.preference import trl_dpo_losses
+    from shared.training.preference import nudged_copy, trl_dpo_losses
     from shared.world import data
 
     reference_model = load_model()
-    policy = copy.deepcopy(reference_model)
-    generator = torch.Generator().manual_seed(66)
-    with torch.no_grad():
-        for parameter in policy.parameters():
-            parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
+    policy = nudged_copy(reference_model, seed=66)
     rows = data.load_task("abstention", "validation")
     pairs = rows[-3:] + [r for r in rows if r["meta"]["kind"] == "invents"][-2:]
     for pair in trl_dpo_losses(policy, reference_model, load_tokenizer(), pairs, beta=0.3):
@@ -220,23 +214,9 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
 
 
 def check_dpo_config(dpo_config, profile) -> str:
-    import tempfile
-
     from trl import DPOConfig
 
-    for number, (sizes, changes) in enumerate(CONFIG_CASES, 1):
-        variant = profile.with_training("dpo", **sizes) if sizes else profile
-        output_dir = str(Path(tempfile.gettempdir()) / f"dpo-config-case-{number}")  # named, never created
-        config = dpo_config(variant, output_dir, **changes)
-        require(isinstance(config, DPOConfig), f"must return a trl DPOConfig, returned {type(config).__name__}")
-        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
-        for name, value in expected_config(variant, output_dir, changes).items():
-            got = getattr(config, name, None)
-            if name == "loss_type" and isinstance(got, str):
-                got = [got]
-            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
-                                       f"expected {getattr(value, 'value', value)!r}")
-    return f"{len(CONFIG_CASES)} sets of sizes and changes the notebook does not use"
+    return check_config_cases(dpo_config, profile, "dpo", CONFIG_CASES, expected_config, DPOConfig)
 
 
 # -- what the run saved ---------------------------------------------------------------------------------

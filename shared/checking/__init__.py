@@ -336,9 +336,31 @@ def same_setting(got, expected) -> bool:
         return got is expected
     if isinstance(expected, float) and isinstance(got, (int, float)):
         return abs(got - expected) <= 1e-12 * max(1.0, abs(expected))
+    if isinstance(expected, (list, tuple)) and isinstance(got, str):
+        got = [got]
     if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
         return len(got) == len(expected) and all(same_setting(a, b) for a, b in zip(got, expected))
     return got == expected
+
+
+def check_config_cases(write_config, profile, stage: str, cases, expected, config_class) -> str:
+    """A learner's config writer (``sft_config``, ``dpo_config``...) on cases the notebook never uses: each case
+    is (sizes put in the profile's `stage`, changes passed as keyword arguments); `expected(profile, output_dir,
+    changes)` says what every field of the returned `config_class` must be."""
+    import tempfile
+
+    for number, (sizes, changes) in enumerate(cases, 1):
+        variant = profile.with_training(stage, **sizes) if sizes else profile
+        output_dir = str(Path(tempfile.gettempdir()) / f"{stage}-config-case-{number}")  # named, never created
+        config = write_config(variant, output_dir, **changes)
+        require(isinstance(config, config_class),
+                f"must return a trl {config_class.__name__}, returned {type(config).__name__}")
+        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
+        for name, value in expected(variant, output_dir, changes).items():
+            got = getattr(config, name, None)
+            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+                                              f"expected {getattr(value, 'value', value)!r}")
+    return f"{len(cases)} sets of sizes and changes the notebook does not use"
 
 
 def read_json(path: Path, what: str) -> dict:

@@ -51,6 +51,19 @@ def preferred_ft_trainer(model, tokenizer, profile, stage: str, output_dir, pair
     return ready(trainer)
 
 
+def nudged_copy(model, scale: float = 0.02, seed: int = 0):
+    """A copy of `model` with every weight moved by `scale` times Gaussian noise (seeded): a policy that differs
+    from its reference, for checking DPO's arithmetic on real log-probabilities without training."""
+    import torch
+
+    policy = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(scale * torch.randn(parameter.shape, generator=generator).to(parameter))
+    return policy
+
+
 def frozen_copy(model):
     """The reference a DPO policy is held close to: the model as it is before this training, never updated."""
     reference = copy.deepcopy(model).eval()

@@ -86,9 +86,11 @@ def beta_sweep(points: list[dict], title: str = "beta: how far the policy moves,
                                ("right_when_recorded", "right when recorded", "s")):
         ordered = sorted(points, key=lambda point: point["kl"])
         ax.plot([p["kl"] for p in ordered], [p[key] for p in ordered], marker=marker, label=label)
-        for point in ordered:
-            ax.annotate(f"beta {point['beta']:g}", (point["kl"], point[key]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+        if key == "abstains_when_unrecorded":  # one label per run, on the upper line
+            for point in ordered:
+                ax.annotate(f"beta {point['beta']:g}", (point["kl"], point[key]), textcoords="offset points",
+                            xytext=(0, 6), fontsize=7, ha="center")
+    ax.margins(x=0.15)
     ax.set(xlabel="KL(policy || reference), nats per answer", ylabel="held-out, judged", title=title)
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)

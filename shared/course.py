@@ -96,8 +96,9 @@ RUNGS = [
          "Learn from verifiable rewards with group-relative advantages, and see what they replace in PPO.",
          None, False, "coming"),
     Rung("08", "reward-modelling", "Reward modelling",
-         "Fit a Bradley–Terry reward model on preference pairs, and see why DPO can skip this step.",
-         None, False, "coming"),
+         "Write the Bradley–Terry loss and train a reward model with TRL's RewardTrainer, pick the best of n "
+         "answers by it and watch the judge disagree as n grows, and read the reward DPO holds implicitly.",
+         3, True, "ready"),
     Rung("09", "evals", "Evals",
          "Measure before and after on three task types with held-out data, and catch forgetting when it happens.",
          None, False, "coming"),

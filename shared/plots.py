@@ -1,4 +1,5 @@
-"""Plots that say more than a number: loss curves, before/after bars, memory and the LoRA sweep, NF4 levels.
+"""Plots that say more than a number: loss curves, before/after bars, memory and the LoRA sweep, NF4 levels,
+what DPO and a reward model learn, and best-of-n against the judge.
 
 Every figure is built on ``pyplot()``, which picks a backend that works in a notebook and headless alike."""
 
@@ -96,6 +97,70 @@ def beta_sweep(points: list[dict], title: str = "beta: how far the policy moves,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
+    return figure
+
+
+def reward_curves(log_history: list[dict], title: str = "training the reward model"):
+    """Left: the Bradley-Terry loss over training; right: how often the chosen answer of a training batch scored
+    above the rejected one (TRL logs both as ``loss`` and ``accuracy``)."""
+    plt = pyplot()
+    rows = [row for row in log_history if "accuracy" in row and "loss" in row]
+    steps = [row["step"] for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    left.plot(steps, [row["loss"] for row in rows], marker=".")
+    left.axhline(0.6931, color="grey", linewidth=0.8, linestyle="--", label="log 2: a coin toss")
+    left.set(xlabel="step", ylabel="loss", title="-log sigmoid(r_chosen - r_rejected)")
+    left.legend(fontsize=8)
+    right.plot(steps, [row["accuracy"] for row in rows], marker=".", color="tab:green")
+    right.set(xlabel="step", ylabel="pairs ranked right", title="training batches", ylim=(0, 1.05))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def best_of_n(curve: dict, title: str = "best-of-n: the reward model's pick, scored by the reward model and the judge"):
+    """Left: the mean reward-model score of the answer best-of-n keeps; right: how often the judge finds it
+    right (recorded facts and unrecorded questions), beside the best of n by the judge itself (an oracle: what
+    the policy's samples hold). x: n, with KL(best-of-n || policy) = log n - (n - 1)/n in the tick labels."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    ticks = [f"{n}\n{kl:.1f}" for n, kl in zip(curve["n"], curve["kl"])]
+    left.plot(curve["n"], curve["proxy"], marker="o", color="tab:purple")
+    left.set(ylabel="reward model's score", title="what the reward model sees")
+    colours = {"recorded": "tab:blue", "unrecorded": "tab:orange"}
+    labels = {"recorded": "right fact (recorded)", "unrecorded": "abstains (unrecorded)"}
+    for group, values in curve["judge"].items():
+        right.plot(curve["n"], values, marker="o", color=colours[group], label=labels[group])
+        right.plot(curve["n"], curve["oracle"][group], linestyle=":", color=colours[group],
+                   label=f"{labels[group]}, best by the judge")
+    right.set(ylabel="held-out, judged", title="what the judge sees", ylim=(-0.03, 1.05))
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(curve["n"], ticks)
+        ax.set_xlabel("n (and KL from the policy, nats)")
+        ax.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=10)
+    _legend_below(right, 2)
+    return figure
+
+
+def reward_accuracy(accuracies: dict[str, dict[str, float]], title: str = "held-out pairs ranked right, by kind"):
+    """Grouped bars: for each scorer (a reward model, DPO's implicit reward...) the share of held-out pairs whose
+    chosen answer it scores above the rejected one, per kind of pair and over all."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(8, 3.4))
+    kinds = [k for k in next(iter(accuracies.values())) if k != "all"] + ["all"]
+    width = 0.8 / len(accuracies)
+    for i, (name, values) in enumerate(accuracies.items()):
+        xs = [j + (i - (len(accuracies) - 1) / 2) * width for j in range(len(kinds))]
+        bars = ax.bar(xs, [values[k] for k in kinds], width, label=name)
+        ax.bar_label(bars, labels=[f"{values[k]:.0%}" for k in kinds], fontsize=7)
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds])
+    ax.set(ylabel="chosen scored higher", ylim=(0, 1.12), title=title)
+    _legend_below(ax, len(accuracies))
     return figure
 
 

@@ -3,8 +3,10 @@
     trainer = dpo_trainer(model, tokenizer, profile, "dpo", OUT / "trainer", preference_dataset(pairs))
     losses = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)   # what it minimises
     trl_losses = trl_dpo_losses(model, reference, tokenizer, pairs, beta=0.1)              # TRL's own, per pair
-    reward_model = load_reward_model(profile)
+    reward_model = load_reward_model(profile, sft_folder)        # the SFT model with a one-number head
     trainer = reward_trainer(reward_model, tokenizer, profile, "reward", OUT / "reward", preference_dataset(pairs))
+    losses = bradley_terry_loss(chosen_scores, rejected_scores)  # what it minimises
+    trl_losses = trl_reward_losses(reward_model, tokenizer, pairs)   # TRL's own, per pair
 
 Both read the same rows: a ``prompt``, the ``chosen`` answer and the ``rejected`` one, in TRL's conversational
 format (``preference_rows``), so the chat template frames them exactly as SFT framed the answers.
@@ -145,9 +147,11 @@ def trl_dpo_losses(model, ref_model, tokenizer, pairs: list[dict], beta: float =
 def load_reward_model(profile, name=None):
     """A reward model: the base with a one-number head (``num_labels=1``) in place of its next-token head.
 
-    The head starts random; training on preference pairs teaches it to score a chosen answer above a rejected
+    The head starts random, drawn from the profile's seed (the same call gives the same head; the caller's random
+    state is left as it was); training on preference pairs teaches it to score a chosen answer above a rejected
     one. The pad token is set so that a batch of answers of different lengths is scored at each one's last token.
     """
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
@@ -158,12 +162,70 @@ def load_reward_model(profile, name=None):
     previous = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # "score.weight newly initialised" is the point, not a warning
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=1, dtype=profile.torch_dtype, pad_token_id=tokenizer.pad_token_id,
-            **({"device_map": {"": 0}} if profile.device == "cuda" else {}))
+        with torch.random.fork_rng():
+            torch.manual_seed(profile.seed)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name, num_labels=1, dtype=profile.torch_dtype, pad_token_id=tokenizer.pad_token_id,
+                **({"device_map": {"": 0}} if profile.device == "cuda" else {}))
     finally:
         transformers_logging.set_verbosity(previous)
     return model
+
+
+def bradley_terry_loss(chosen_rewards, rejected_rewards, margin=None):
+    """The reward model's loss on each pair (TRL's RewardTrainer): the negative log-likelihood of the chosen answer
+    winning under Bradley-Terry, P(chosen beats rejected) = sigmoid(r_chosen - r_rejected),
+
+        -log sigmoid(r_chosen - r_rejected - margin)
+
+    from two (n,) tensors of scores and an optional (n,) margin (how much better the chosen answer must score:
+    a pair rated "much better" asks for more). Returns (n,) losses; log 2 for a pair scored equal."""
+    import torch.nn.functional as F
+
+    difference = chosen_rewards - rejected_rewards
+    if margin is not None:
+        difference = difference - margin
+    return -F.logsigmoid(difference)
+
+
+class TRLRewardPair(NamedTuple):
+    """One preference pair as TRL's RewardTrainer sees it: its batch (row 0 the chosen conversation, row 1 the
+    rejected) and the loss TRL computes on it."""
+    input_ids: object        # (2, seq) the whole conversation's token ids, padded on the right
+    attention_mask: object   # (2, seq)
+    margin: float | None     # the pair's margin, when it has one
+    loss: float              # RewardTrainer's loss on this pair alone (no centring term)
+
+
+def trl_reward_losses(model, tokenizer, pairs: list[dict]) -> list[TRLRewardPair]:
+    """TRL's own reward-model loss for each pair: RewardTrainer tokenises and batches the pair (with its
+    ``margin`` when the pair has one) and computes its training loss, one pair at a time, with no centring term
+    (``center_rewards_coefficient=None``). No weight changes. The reference ``bradley_terry_loss`` -- and a
+    learner's -- is held against."""
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    rows = preference_rows(pairs)
+    if any("margin" in pair for pair in pairs):
+        rows = [{**row, "margin": float(pair.get("margin", 0.0))} for row, pair in zip(rows, pairs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = RewardConfig(output_dir=tmp, report_to=[], use_cpu=True, bf16=False, disable_tqdm=True,
+                              dataset_num_proc=None, activation_checkpointing=False,
+                              center_rewards_coefficient=None)
+        with quiet_datasets():
+            trainer = RewardTrainer(model=model, args=config, processing_class=tokenizer,
+                                    train_dataset=Dataset.from_list(rows))
+        found = []
+        for row in trainer.train_dataset:
+            batch = trainer.data_collator([row])
+            with torch.no_grad():
+                loss = trainer.compute_loss(trainer.model, dict(batch))
+            margin = float(batch["margin"][0]) if "margin" in batch else None
+            found.append(TRLRewardPair(batch["input_ids"], batch["attention_mask"], margin, float(loss)))
+    return found
 
 
 def reward_trainer(model, tokenizer, profile, stage: str, output_dir, train_dataset, eval_dataset=None,
@@ -178,3 +240,44 @@ def reward_trainer(model, tokenizer, profile, stage: str, output_dir, train_data
         trainer = RewardTrainer(model=model, args=config, train_dataset=train_dataset, eval_dataset=eval_dataset,
                                 processing_class=tokenizer, peft_config=peft_config)
     return ready(trainer)
+
+
+def rung06_model(profile, rung: str, sft_folder):
+    """Rung 06's DPO model and the SFT model it started from (its reference), for rungs that read DPO's implicit
+    reward: the adapter rung 06 saved (``<outputs>/06-dpo/model``, when its metrics say it was made with this
+    profile), or else rung 06's recipe -- a LoRA adapter (r 16), DPO with an SFT term, the profile's "dpo" sizes
+    -- trained now on `sft_folder` and saved in `rung`'s folder (``<outputs>/<rung>/dpo-model``; a second run
+    reuses it).
+
+    Returns (policy, reference, adapter folder, reference folder)."""
+    import json
+    import tempfile
+
+    from shared.models import load_model, load_tokenizer
+    from shared.paths import outputs_dir
+    from shared.training.lora import lora_config
+    from shared.world import data
+
+    saved = outputs_dir("06-dpo", create=False)
+    try:
+        metrics = json.loads((saved / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    if (isinstance(metrics, dict) and metrics.get("profile") == profile.name
+            and isinstance(metrics.get("sft_model"), str) and (saved / "model" / "adapter_config.json").is_file()):
+        adapter, reference_folder = saved / "model", saved.parent / metrics["sft_model"]
+    else:
+        adapter, reference_folder = outputs_dir(rung) / "dpo-model", sft_folder
+        if not (adapter / "adapter_config.json").is_file():
+            print(f"No rung 06 model saved with the {profile.name} profile: training rung 06's recipe now "
+                  "(about 30 s on the tiny profile) ...")
+            tokenizer = load_tokenizer(sft_folder, profile=profile)
+            with tempfile.TemporaryDirectory() as tmp:
+                trainer = dpo_trainer(load_model(sft_folder, profile=profile), tokenizer, profile, "dpo", tmp,
+                                      preference_dataset(data.load_task("abstention", "train")),
+                                      peft_config=lora_config(r=16, alpha=32), loss_type=["sigmoid", "sft"])
+                trainer.train()
+                trainer.model.save_pretrained(str(adapter))
+    print(f"DPO's policy: the adapter in {adapter}, on its reference {reference_folder}")
+    return (load_model(reference_folder, profile=profile, adapter=adapter),
+            load_model(reference_folder, profile=profile), adapter, reference_folder)

@@ -248,11 +248,12 @@ class Context:
         self._graded.append(served)
         return {name: served.function(name) for name in names}
 
-    def measure(self, files: list[Path], produce: Callable[[], dict]) -> dict:
-        """`produce()`, or its earlier result for byte-identical `files` under the same profile."""
+    def measure(self, files: list[Path], produce: Callable[[], dict], settings: tuple = ()) -> dict:
+        """`produce()`, or its earlier result for byte-identical `files` under the same profile and `settings`
+        (what else the measurement reads: a seed, a beta taken from the notebook's metrics)."""
         if self.measurements is None:
             return produce()
-        key = (self.profile.name, integrity.content_key(files))
+        key = (self.profile.name, integrity.content_key(files), settings)
         if key not in self.measurements:
             self.measurements[key] = produce()
         return dict(self.measurements[key])

@@ -19,7 +19,7 @@ from shared.training.lora import ALL_LINEAR
 from shared.training.memory import empty_model
 
 
-def _load_failure(what: str, error: Exception) -> CheckFailed:
+def load_failure(what: str, error: Exception) -> CheckFailed:
     # corrupt files raise many kinds (OSError, SafetensorError, JSON errors...): all mean "save it again"
     return CheckFailed(f"the saved {what} does not load ({type(error).__name__}: {str(error)[:200]})")
 
@@ -70,7 +70,7 @@ def load_saved_model(folder: Path, profile, hint: str = "run the section that sa
         tokenizer = load_tokenizer(folder, profile)
         model = load_model(folder, profile)
     except Exception as error:
-        raise _load_failure("model", error) from error
+        raise load_failure("model", error) from error
     base = load_model(profile=profile)
     changed = any((p - q).abs().max().item() > 0 for p, q in zip(model.parameters(), base.parameters()))
     require(changed, "the saved weights equal the base model's: was the fine-tuned model saved?")
@@ -115,7 +115,7 @@ def load_saved_adapter(folder: Path, profile, base_model, four_bit: bool = False
         saved_weights = load_file(str(weights_file))
         model = load_model(base_model, profile, four_bit=four_bit, adapter=folder, trainable_adapter=True)
     except Exception as error:
-        raise _load_failure("adapter", error) from error
+        raise load_failure("adapter", error) from error
     others = [name for name in saved_weights if "lora_A" not in name and "lora_B" not in name]
     require(not others, f"the adapter also saves {len(others)} other tensors (e.g. {others[0] if others else ''}): "
                         "a LoRA adapter holds only A and B matrices (no modules_to_save, no full weights)")

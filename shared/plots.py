@@ -109,7 +109,7 @@ def reward_curves(log_history: list[dict], title: str = "training the reward mod
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     left.plot(steps, [row["loss"] for row in rows], marker=".")
     left.axhline(0.6931, color="grey", linewidth=0.8, linestyle="--", label="log 2: a coin toss")
-    left.set(xlabel="step", ylabel="loss", title="-log sigmoid(r_chosen - r_rejected)")
+    left.set(xlabel="step", ylabel="loss", title="Bradley-Terry loss (+ the centring term)")
     left.legend(fontsize=8)
     right.plot(steps, [row["accuracy"] for row in rows], marker=".", color="tab:green")
     right.set(xlabel="step", ylabel="pairs ranked right", title="training batches", ylim=(0, 1.05))
@@ -125,7 +125,7 @@ def best_of_n(curve: dict, title: str = "best-of-n: the reward model's pick, sco
     right (recorded facts and unrecorded questions), beside the best of n by the judge itself (an oracle: what
     the policy's samples hold). x: n, with KL(best-of-n || policy) = log n - (n - 1)/n in the tick labels."""
     plt = pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 4.2))
     ticks = [f"{n}\n{kl:.1f}" for n, kl in zip(curve["n"], curve["kl"])]
     left.plot(curve["n"], curve["proxy"], marker="o", color="tab:purple")
     left.set(ylabel="reward model's score", title="what the reward model sees")
@@ -133,7 +133,7 @@ def best_of_n(curve: dict, title: str = "best-of-n: the reward model's pick, sco
     labels = {"recorded": "right fact (recorded)", "unrecorded": "abstains (unrecorded)"}
     for group, values in curve["judge"].items():
         right.plot(curve["n"], values, marker="o", color=colours[group], label=labels[group])
-        right.plot(curve["n"], curve["oracle"][group], linestyle=":", color=colours[group],
+        right.plot(curve["n"], curve["oracle"][group], linestyle=":", marker="x", color=colours[group],
                    label=f"{labels[group]}, best by the judge")
     right.set(ylabel="held-out, judged", title="what the judge sees", ylim=(-0.03, 1.05))
     for ax in (left, right):
@@ -142,7 +142,10 @@ def best_of_n(curve: dict, title: str = "best-of-n: the reward model's pick, sco
         ax.set_xlabel("n (and KL from the policy, nats)")
         ax.grid(alpha=0.3)
     figure.suptitle(title, fontsize=10)
-    _legend_below(right, 2)
+    # One legend for the figure, under both panels: the tick labels have two lines, and a legend under the right
+    # panel alone would cover its x label.
+    figure.legend(*right.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.14, 1, 1))
     return figure
 
 

@@ -147,6 +147,17 @@ class RungUnderTest:
         assert len(skipped) == 1, printed
         assert printed.count("✗") == 1 + len(graded) + answers, printed  # the run, each function, each answer
 
+    def assert_reference_refused(self, name: str, reference: str, body: str):
+        """The solution with `name` defined by `body`, which calls `reference` (a dotted name) imported as
+        ``_ref``: the criterion for `name` fails, naming the call, with no traceback."""
+        module, function = reference.rsplit(".", 1)
+        notebook = self.solution_with(**{name: f"from {module} import {function} as _ref\n\n\n{body}"})
+        report, printed = self.graded_only(notebook)
+        criterion = by_name(report, name)
+        assert criterion.status == checking.FAIL, printed
+        assert f"calls {reference}, which is not allowed here" in criterion.detail, criterion.detail
+        assert "Traceback" not in printed
+
     def solution_result(self, tmp_path_factory):
         """The solution's one run in this session, checked once: (report, printed, outputs root). Shared by every
         test module that asks (the first one to ask pays for it)."""
@@ -180,6 +191,24 @@ class RungUnderTest:
             return copy
 
         return outputs_copy
+
+
+def config_writer(config_class, stage: str, drop=(), **overrides):
+    """A learner's config writer (``dpo_config``, ``reward_config``) as its notebook specifies it -- or, with
+    `drop` and `overrides`, with one plausible mistake: arguments left out, or given other values."""
+    from shared.progress import quiet
+
+    def write_config(profile, output_dir, **changes):
+        arguments = {"output_dir": str(output_dir), "max_length": profile.max_seq_length, "seed": profile.seed,
+                     "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5,
+                     "save_strategy": "no", "report_to": "none", "disable_tqdm": quiet(),
+                     **profile.train(stage), **changes}
+        for name in drop:
+            arguments.pop(name)
+        arguments.update(overrides)
+        return config_class(**arguments)
+
+    return write_config
 
 
 def by_name(report, fragment: str):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import suite_runs
-from rung_harness import RungUnderTest, by_name, edit_json
+from rung_harness import RungUnderTest, by_name, config_writer, edit_json
 from shared import checking
 
 RUNG = RungUnderTest("06")
@@ -201,19 +201,7 @@ def test_wrong_dpo_losses_fail(mistake):
 def _dpo_config(drop=(), **overrides):
     from trl import DPOConfig
 
-    from shared.progress import quiet
-
-    def dpo_config(profile, output_dir, **changes):
-        arguments = {"output_dir": str(output_dir), "max_length": profile.max_seq_length, "seed": profile.seed,
-                     "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5,
-                     "save_strategy": "no", "report_to": "none", "disable_tqdm": quiet(),
-                     **profile.train("dpo"), **changes}
-        for name in drop:
-            arguments.pop(name)
-        arguments.update(overrides)
-        return DPOConfig(**arguments)
-
-    return dpo_config
+    return config_writer(DPOConfig, "dpo", drop, **overrides)
 
 
 def _tiny():
@@ -251,10 +239,4 @@ def test_a_wrong_config_fails(mistake):
      "    return _ref(logits, labels, completion_mask)\n"),
 ])
 def test_a_graded_function_that_calls_its_reference_is_refused(name, reference, body):
-    module, function = reference.rsplit(".", 1)
-    notebook = RUNG.solution_with(**{name: f"from {module} import {function} as _ref\n\n\n{body}"})
-    report, printed = RUNG.graded_only(notebook)
-    criterion = by_name(report, name)
-    assert criterion.status == checking.FAIL, printed
-    assert f"calls {reference}, which is not allowed here" in criterion.detail, criterion.detail
-    assert "Traceback" not in printed
+    RUNG.assert_reference_refused(name, reference, body)

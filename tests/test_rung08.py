@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import suite_runs
-from rung_harness import RungUnderTest, by_name, edit_json
+from rung_harness import RungUnderTest, by_name, config_writer, edit_json
 from shared import checking
 from shared.evaluation.generation import chat_ids, chat_prompt_ids
 
@@ -229,19 +229,7 @@ def test_wrong_reward_scores_fail(mistake):
 def _reward_config(drop=(), **overrides):
     from trl import RewardConfig
 
-    from shared.progress import quiet
-
-    def reward_config(profile, output_dir, **changes):
-        arguments = {"output_dir": str(output_dir), "max_length": profile.max_seq_length, "seed": profile.seed,
-                     "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5,
-                     "save_strategy": "no", "report_to": "none", "disable_tqdm": quiet(),
-                     **profile.train("reward"), **changes}
-        for name in drop:
-            arguments.pop(name)
-        arguments.update(overrides)
-        return RewardConfig(**arguments)
-
-    return reward_config
+    return config_writer(RewardConfig, "reward", drop, **overrides)
 
 
 def _tiny():
@@ -279,10 +267,4 @@ def test_a_wrong_config_fails(mistake):
      "    return _ref(model, tokenizer, prompts, answers)\n"),
 ])
 def test_a_graded_function_that_calls_its_reference_is_refused(name, reference, body):
-    module, function = reference.rsplit(".", 1)
-    notebook = RUNG.solution_with(**{name: f"from {module} import {function} as _ref\n\n\n{body}"})
-    report, printed = RUNG.graded_only(notebook)
-    criterion = by_name(report, name)
-    assert criterion.status == checking.FAIL, printed
-    assert f"calls {reference}, which is not allowed here" in criterion.detail, criterion.detail
-    assert "Traceback" not in printed
+    RUNG.assert_reference_refused(name, reference, body)

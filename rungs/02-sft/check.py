@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, require, check_config_cases  # noqa: E402
+from shared.checking import CheckFailed, Context, check_config_cases, fixed_trainer_settings, main, require  # noqa: E402
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -179,10 +179,8 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
     """What the SFTConfig must say, field by field: section 4's list, written out here independently."""
     settings = {**profile.train("sft"), **changes}
     settings.pop("examples_per_task")
-    return {"output_dir": output_dir, "completion_only_loss": True, "lr_scheduler_type": "cosine",
-            "max_length": profile.max_seq_length, "seed": profile.seed, "use_cpu": profile.device == "cpu",
-            **profile.precision(), "eval_strategy": "steps", "eval_steps": 0.1, "logging_steps": 5,
-            "save_strategy": "no", "report_to": [], **settings}
+    return {**fixed_trainer_settings(profile, output_dir), "completion_only_loss": True,
+            "lr_scheduler_type": "cosine", "eval_strategy": "steps", "eval_steps": 0.1, **settings}
 
 
 def check_sft_config(sft_config, profile) -> str:

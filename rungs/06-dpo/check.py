@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, read_json, require, check_config_cases  # noqa: E402
+from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
+                             main, read_json, require)
 from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 
@@ -207,10 +208,8 @@ def check_against_trl(dpo_loss) -> int:
 
 
 def expected_config(profile, output_dir: str, changes: dict) -> dict:
-    """What the DPOConfig must say, field by field: section 4's list, written out here independently."""
-    return {"output_dir": output_dir, "max_length": profile.max_seq_length, "seed": profile.seed,
-            "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5, "save_strategy": "no",
-            "report_to": [], **profile.train("dpo"), **changes}
+    """What the DPOConfig must say, field by field: section 4's list (its fixed settings are every rung's)."""
+    return {**fixed_trainer_settings(profile, output_dir), **profile.train("dpo"), **changes}
 
 
 def check_dpo_config(dpo_config, profile) -> str:
@@ -227,7 +226,7 @@ def verify_outputs(ctx: Context) -> None:
     sft_folder = saved.get("sft_folder")
     def measure_both() -> dict:
         # Checked before the cache is asked: a byte-identical copy elsewhere must not pass as measured.
-        require(sft_folder is not None and _inside(sft_folder, ctx.outputs_root),
+        require(sft_folder is not None and inside(sft_folder, ctx.outputs_root),
                 f"metrics.json names {sft_folder} as the SFT model: the checker uses only a model this run trained "
                 "or rung 02 saved in the same outputs folder")
         return ctx.measure([outputs / "model", sft_folder], lambda: reload_and_measure(outputs, saved, ctx.profile))
@@ -261,14 +260,6 @@ def read_saved(outputs: Path) -> dict:
     folder = metrics.get("sft_model")
     require(isinstance(folder, str) and folder, "metrics.json does not name the SFT model it started from")
     return {**metrics, "sft_folder": outputs.parent / folder}  # relative to the outputs folder
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:

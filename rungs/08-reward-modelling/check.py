@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, read_json, require, check_config_cases  # noqa: E402
+from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
+                             main, read_json, require)
 from shared.checking.figures import AGREEMENT, check_seed, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
@@ -172,10 +173,8 @@ def check_against_trl(loss_fn) -> int:
 
 
 def expected_config(profile, output_dir: str, changes: dict) -> dict:
-    """What the RewardConfig must say, field by field: section 2's list, written out here independently."""
-    return {"output_dir": output_dir, "max_length": profile.max_seq_length, "seed": profile.seed,
-            "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5, "save_strategy": "no",
-            "report_to": [], **profile.train("reward"), **changes}
+    """What the RewardConfig must say, field by field: section 2's list (its fixed settings are every rung's)."""
+    return {**fixed_trainer_settings(profile, output_dir), **profile.train("reward"), **changes}
 
 
 def check_reward_config(reward_config, profile) -> str:
@@ -232,7 +231,7 @@ def verify_outputs(ctx: Context) -> None:
         require(bool(saved), "needs the saved metrics, which name the models to measure (see above)")
         # Where the models lie is checked before the cache is asked: a byte-identical copy elsewhere must not pass.
         for key in ("sft_model", "dpo_model", "dpo_reference"):
-            require(_inside(saved[key], ctx.outputs_root),
+            require(inside(saved[key], ctx.outputs_root),
                     f"metrics.json names {saved[key]} as {key}: the checker uses only models this run trained "
                     "or earlier rungs saved in the same outputs folder")
         files = [outputs / "reward-model", saved["sft_model"], saved["dpo_model"], saved["dpo_reference"]]
@@ -287,14 +286,6 @@ def read_saved(outputs: Path) -> dict:
         require(isinstance(folder, str) and folder, f"metrics.json does not name the {key.replace('_', ' ')}")
         folders[key] = outputs.parent / folder  # relative to the outputs folder
     return {**metrics, **folders}
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def load_reward_model(folder: Path, profile):

@@ -344,6 +344,24 @@ def same_setting(got, expected) -> bool:
     return got == expected
 
 
+def fixed_trainer_settings(profile, output_dir: str) -> dict:
+    """What every rung's config writer must set the same way, as its notebook lists it: the folder given, the
+    profile's sequence length, seed, device and precision, a log line every 5 steps, no checkpoints, no trackers
+    (``report_to="none"`` arrives as an empty list)."""
+    return {"output_dir": output_dir, "max_length": profile.max_seq_length, "seed": profile.seed,
+            "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5, "save_strategy": "no",
+            "report_to": []}
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Is `path` (a file or folder a notebook's metrics name) inside `root` (the run's outputs folder)?"""
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def check_config_cases(write_config, profile, stage: str, cases, expected, config_class) -> str:
     """A learner's config writer (``sft_config``, ``dpo_config``...) on cases the notebook never uses: each case
     is (sizes put in the profile's `stage`, changes passed as keyword arguments); `expected(profile, output_dir,

@@ -98,7 +98,7 @@ RUNGS = [
     Rung("08", "reward-modelling", "Reward modelling",
          "Write the Bradley–Terry loss and train a reward model with TRL's RewardTrainer, pick the best of n "
          "answers by it and watch the judge disagree as n grows, and read the reward DPO holds implicitly.",
-         3, True, "ready"),
+         1, True, "ready"),
     Rung("09", "evals", "Evals",
          "Measure before and after on three task types with held-out data, and catch forgetting when it happens.",
          None, False, "coming"),

@@ -6,10 +6,12 @@ Jupyter folders, so they never touch your own lab, its settings or its running s
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -117,30 +119,56 @@ def test_the_lab_serves_the_first_exercise(lab_env):
     assert time.monotonic() - started < 60
 
 
+class _Output:
+    """What a process prints, read by a thread: a plain readline waits forever on a pipe that a child of the
+    process keeps open after the process itself has gone."""
+
+    def __init__(self, stream):
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=lambda: [self.lines.put(line) for line in stream] + [self.lines.put(None)],
+                         daemon=True).start()
+
+    def until(self, marker: str | None, timeout: float) -> str:
+        """Everything printed so far, once a line holds `marker`, the output ends, or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while marker is None or not any(marker in line for line in self.seen):
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-C is not a signal one process can send on Windows")
 def test_ctrl_c_stops_the_lab_cleanly(lab_env):
     """`python -m shared.lab` as `make lab` runs it: it prints the URL, and Ctrl-C ends it with exit code 0."""
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.lab", "--port", str(_free_port())],
         cwd=lab.REPO_ROOT, env=lab_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: whatever happens, the finally below leaves no server behind
     )
+    output = _Output(process.stdout)
     try:
-        lines = []
-        deadline = time.monotonic() + 60
-        while not any("?token=" in line for line in lines) and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-        url = next(line.strip() for line in lines if "?token=" in line)
-        assert "Open the course in your browser:" in "".join(lines)
-        assert url.startswith("http://localhost:") and "/lab/tree/rungs/02-sft/exercise.ipynb?token=" in url
+        printed = output.until("?token=", timeout=90)
+        urls = [line.strip() for line in printed.splitlines() if "?token=" in line]
+        if not urls:
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"no URL printed (exit code {process.wait()}); it printed {printed!r}, and on stderr "
+                        f"{process.stderr.read()[-2000:]!r}")
+        assert "Open the course in your browser:" in printed
+        assert urls[0].startswith("http://localhost:") and "/lab/tree/rungs/02-sft/exercise.ipynb?token=" in urls[0]
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        out, err = process.communicate(timeout=30)
+        process.wait(timeout=30)
+        out, err = output.until(None, timeout=10), process.stderr.read()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the launcher and the server it started, if any is left
+        except ProcessLookupError:
+            pass
     assert process.returncode == 0
     assert "JupyterLab stopped." in out
     assert "Traceback" not in out + err

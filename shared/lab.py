@@ -134,20 +134,26 @@ def start(port: int | None = None, extra_args: Sequence[str] = (), env: dict | N
     return process, f"{base_url}{page}?token={token}"
 
 
-def _stop_on_hangup() -> None:
-    # Closing the terminal (SIGHUP) or `kill` (SIGTERM) should stop the server too, like Ctrl-C does.
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT), closing the terminal (SIGHUP) and `kill` (SIGTERM) all stop the server.
+
+    A process inherits its parent's blocked and ignored signals: started by a program that blocks SIGINT (a test
+    runner after some multiprocessing work, an IDE's run button), the launcher would never hear Ctrl-C. So it
+    unblocks them and handles each itself, and the server it starts inherits that."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), interrupt)
+    stops = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    for signum in stops:
+        signal.signal(signum, interrupt)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.lab", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, help=f"port to use (default: {DEFAULT_PORT}, or the next free one)")
     args, extra_args = parser.parse_known_args(argv)
-    _stop_on_hangup()
+    _stop_on_signals()
     process = None
     try:
         process, url = start(args.port, extra_args)

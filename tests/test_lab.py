@@ -143,13 +143,21 @@ class _Output:
         return "".join(self.seen)
 
 
+def _block_ctrl_c():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="Ctrl-C is not a signal one process can send on Windows")
-def test_ctrl_c_stops_the_lab_cleanly(lab_env):
-    """`python -m shared.lab` as `make lab` runs it: it prints the URL, and Ctrl-C ends it with exit code 0."""
+@pytest.mark.parametrize("blocked", [False, True], ids=["plain", "started-with-ctrl-c-blocked"])
+def test_ctrl_c_stops_the_lab_cleanly(lab_env, blocked):
+    """`python -m shared.lab` as `make lab` runs it: it prints the URL, and Ctrl-C ends it with exit code 0 --
+    also when whatever started it had Ctrl-C blocked (inherited: the test suite, after some multiprocessing work,
+    once left the launcher deaf to it)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.lab", "--port", str(_free_port())],
         cwd=lab.REPO_ROOT, env=lab_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group: whatever happens, the finally below leaves no server behind
+        preexec_fn=_block_ctrl_c if blocked else None,
     )
     output = _Output(process.stdout)
     try:

@@ -211,6 +211,13 @@ def config_writer(config_class, stage: str, drop=(), **overrides):
     return write_config
 
 
+def tiny_profile():
+    """The tiny profile as the course defines it (FT_PROFILE and model overrides aside): what config checks use."""
+    from shared.profiles import PROFILES
+
+    return PROFILES["tiny"]
+
+
 def by_name(report, fragment: str):
     """The criterion whose name contains `fragment` (a test that names a missing one fails and lists them)."""
     matches = [c for c in report.criteria if fragment in c.name]

@@ -10,7 +10,7 @@ import shutil
 import nbformat
 import pytest
 
-from rung_harness import RungUnderTest, by_name, edit_json
+from rung_harness import RungUnderTest, by_name, edit_json, tiny_profile
 from shared import checking
 
 RUNG = RungUnderTest("02")
@@ -118,22 +118,16 @@ def _sft_config(drop=(), **overrides):
     return sft_config
 
 
-def _tiny():
-    from shared.profiles import PROFILES
-
-    return PROFILES["tiny"]
-
-
 def test_the_config_built_like_the_solution_passes():
     """The mistakes below differ from this one only by what they change."""
-    criterion, printed = RUNG.judge(lambda: check02.check_sft_config(_sft_config(), _tiny()))
+    criterion, printed = RUNG.judge(lambda: check02.check_sft_config(_sft_config(), tiny_profile()))
     assert criterion.status == checking.PASS, printed
 
 
 WRONG_CONFIGS = {
     "the loss on the prompt too (TRL's default)": (_sft_config(drop=["completion_only_loss"]), "completion_only_loss"),
     "a learning rate typed in": (_sft_config(learning_rate=5e-5), "learning_rate is 5e-05, expected 0.00017"),
-    "the changes ignored": (_sft_config(learning_rate=lambda s: _tiny().train("sft")["learning_rate"]),
+    "the changes ignored": (_sft_config(learning_rate=lambda s: tiny_profile().train("sft")["learning_rate"]),
                             "learning_rate"),
     "activation checkpointing left to SFTConfig's default": (_sft_config(drop=["activation_checkpointing"]),
                                                               "activation_checkpointing"),
@@ -149,12 +143,12 @@ WRONG_CONFIGS = {
 @pytest.mark.parametrize("mistake", WRONG_CONFIGS)
 def test_a_wrong_config_fails(mistake):
     sft_config, fragment = WRONG_CONFIGS[mistake]
-    RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, _tiny()), fragment)
+    RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, tiny_profile()), fragment)
 
 
 def test_a_config_that_is_not_an_sft_config_fails():
     RUNG.assert_fails(lambda: check02.check_sft_config(lambda profile, output_dir, **changes: {
-        "output_dir": output_dir, **changes}, _tiny()), "must return a trl SFTConfig, returned dict")
+        "output_dir": output_dir, **changes}, tiny_profile()), "must return a trl SFTConfig, returned dict")
 
 
 def test_passing_the_dataset_size_to_sft_config_is_a_clear_failure():
@@ -164,7 +158,7 @@ def test_passing_the_dataset_size_to_sft_config_is_a_clear_failure():
 
         return SFTConfig(output_dir=str(output_dir), **{**profile.train("sft"), **changes})
 
-    criterion = RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, _tiny()))
+    criterion = RUNG.assert_fails(lambda: check02.check_sft_config(sft_config, tiny_profile()))
     assert "examples_per_task" in criterion.detail, criterion.detail
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import suite_runs
-from rung_harness import RungUnderTest, by_name, config_writer, edit_json
+from rung_harness import RungUnderTest, by_name, config_writer, edit_json, tiny_profile
 from shared import checking
 
 RUNG = RungUnderTest("06")
@@ -204,14 +204,8 @@ def _dpo_config(drop=(), **overrides):
     return config_writer(DPOConfig, "dpo", drop, **overrides)
 
 
-def _tiny():
-    from shared.profiles import PROFILES
-
-    return PROFILES["tiny"]
-
-
 def test_the_config_built_like_the_solution_passes():
-    criterion, printed = RUNG.judge(lambda: check06.check_dpo_config(_dpo_config(), _tiny()))
+    criterion, printed = RUNG.judge(lambda: check06.check_dpo_config(_dpo_config(), tiny_profile()))
     assert criterion.status == checking.PASS, printed
 
 
@@ -227,7 +221,7 @@ WRONG_CONFIGS = {
 @pytest.mark.parametrize("mistake", WRONG_CONFIGS)
 def test_a_wrong_config_fails(mistake):
     dpo_config, fragment = WRONG_CONFIGS[mistake]
-    RUNG.assert_fails(lambda: check06.check_dpo_config(dpo_config, _tiny()), fragment)
+    RUNG.assert_fails(lambda: check06.check_dpo_config(dpo_config, tiny_profile()), fragment)
 
 
 @pytest.mark.parametrize("name,reference,body", [

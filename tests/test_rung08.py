@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import suite_runs
-from rung_harness import RungUnderTest, by_name, config_writer, edit_json
+from rung_harness import RungUnderTest, by_name, config_writer, edit_json, tiny_profile
 from shared import checking
 from shared.evaluation.generation import chat_ids, chat_prompt_ids
 
@@ -232,14 +232,8 @@ def _reward_config(drop=(), **overrides):
     return config_writer(RewardConfig, "reward", drop, **overrides)
 
 
-def _tiny():
-    from shared.profiles import PROFILES
-
-    return PROFILES["tiny"]
-
-
 def test_the_config_built_like_the_solution_passes():
-    criterion, printed = RUNG.judge(lambda: check08.check_reward_config(_reward_config(), _tiny()))
+    criterion, printed = RUNG.judge(lambda: check08.check_reward_config(_reward_config(), tiny_profile()))
     assert criterion.status == checking.PASS, printed
 
 
@@ -255,7 +249,7 @@ WRONG_CONFIGS = {
 @pytest.mark.parametrize("mistake", WRONG_CONFIGS)
 def test_a_wrong_config_fails(mistake):
     reward_config, fragment = WRONG_CONFIGS[mistake]
-    RUNG.assert_fails(lambda: check08.check_reward_config(reward_config, _tiny()), fragment)
+    RUNG.assert_fails(lambda: check08.check_reward_config(reward_config, tiny_profile()), fragment)
 
 
 @pytest.mark.parametrize("name,reference,body", [

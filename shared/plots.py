@@ -1,5 +1,5 @@
 """Plots that say more than a number: loss curves, before/after bars, memory and the LoRA sweep, NF4 levels,
-what DPO and a reward model learn, and best-of-n against the judge.
+what DPO and a reward model learn, best-of-n against the judge, and what GRPO does over its steps and to pass@k.
 
 Every figure is built on ``pyplot()``, which picks a backend that works in a notebook and headless alike."""
 
@@ -289,4 +289,50 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
                     fontsize=9)
     rows = -(-len(labels) // 2)
     figure.tight_layout(rect=(0, 0.05 + 0.045 * rows, 1, 1))  # room below for the legend's rows
+    return figure
+
+
+def grpo_curves(runs: dict[str, dict], title: str = "GRPO: what to watch while it trains"):
+    """For each run (label -> {"log_history": a GRPOTrainer's, "heldout": [(step, greedy accuracy), ...]}):
+    the mean reward of the sampled answers, held-out accuracy, completion length and the logged loss, over
+    steps. The reward and held-out curves are the ones to read; the loss hovers near zero by construction."""
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 4, figsize=(14, 3.3))
+    panels = [("reward", "reward of the samples"), (None, "held-out accuracy (greedy)"),
+              ("completions/mean_length", "completion length (tokens)"), ("loss", "logged loss")]
+    for label, run in runs.items():
+        rows = [row for row in run["log_history"] if "reward" in row]
+        for ax, (key, name) in zip(axes, panels):
+            if key is None:
+                steps, values = zip(*run["heldout"])
+                ax.plot(steps, values, marker="o", label=label)
+            else:
+                ax.plot([row["step"] for row in rows], [row[key] for row in rows], marker=".", label=label)
+            ax.set(title=name, xlabel="step")
+    axes[0].set_ylim(-0.03, 1.03)
+    axes[1].set_ylim(-0.03, 1.03)
+    axes[3].axhline(0, color="grey", linewidth=0.8, linestyle="--")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return figure
+
+
+def pass_at_k(curves: dict[str, dict[int, float]], title: str = "pass@k on the held-out problems"):
+    """pass@k against k (log scale) for each model: label -> {k: share of problems with a right answer among k
+    samples}. Where a curve starts is what the model usually does; where it ends, what it can do."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(6, 3.6))
+    for label, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set(xlabel="k (answers sampled, temperature 1)", ylabel="at least one right", ylim=(-0.03, 1.03),
+           title=title)
+    ax.grid(alpha=0.3)
+    _legend_below(ax, len(curves))
     return figure

@@ -121,7 +121,8 @@ def test_model_variables_that_are_empty_or_unchanged_change_nothing(monkeypatch,
 
 
 TRAINER_STAGES = {"sft": "SFTConfig", "lora": "SFTConfig", "qlora": "SFTConfig", "dpo": "DPOConfig",
-                  "preferred_ft": "SFTConfig", "reward": "RewardConfig", "grpo": "GRPOConfig"}
+                  "preferred_ft": "SFTConfig", "reward": "RewardConfig", "grpo": "GRPOConfig",
+                  "prime": "SFTConfig"}
 
 
 @pytest.mark.parametrize("name", list(profiles.PROFILES))
@@ -136,6 +137,7 @@ def test_every_training_stage_is_accepted_by_its_trl_config(name, stage, tmp_pat
     config_class = getattr(trl, TRAINER_STAGES[stage])
     settings = profiles.PROFILES[name].train(stage)
     settings.pop("examples_per_task", None)  # read by sft_trainer, not a TRL setting
+    settings.pop("prompts", None)            # how many prompts rung 07 trains GRPO on, not a TRL setting
     config = config_class(**{**common_config_kwargs(config_class, profiles.PROFILES["tiny"], tmp_path), **settings})
     assert all(getattr(config, key) == value for key, value in settings.items())
 

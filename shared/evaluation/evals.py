@@ -22,11 +22,11 @@ from functools import lru_cache
 from shared.evaluation.generation import generate
 from shared.paths import METRICS_DIR
 from shared.world.data import load_task
-from shared.world.tasks import TASK_TITLES, TASKS
+from shared.world.tasks import REGISTRY, TASKS, tasks_of_kind
 
-# Room for the longest reference answers: a sentence about a person, a JSON object of three short fields,
-# a sum with its working.
-MAX_NEW_TOKENS = {"closed_qa": 20, "extraction": 40, "arithmetic": 16}
+# Room for the longest reference answer of each answer task (the registry's max_new_tokens): a sentence about a
+# person, a JSON object of three short fields, a sum with its working, two sums.
+MAX_NEW_TOKENS = {task.name: task.max_new_tokens for task in tasks_of_kind("answer")}
 
 
 @lru_cache(maxsize=None)
@@ -100,7 +100,7 @@ def compare(**runs: dict[str, TaskResult]):
     """A table of accuracy per task (rows) for each named run (columns), e.g. compare(base=..., sft=...)."""
     import pandas as pd
 
-    table = pd.DataFrame({name: {TASK_TITLES[t]: r.accuracy for t, r in results.items()}
+    table = pd.DataFrame({name: {REGISTRY[t].title: r.accuracy for t, r in results.items()}
                           for name, results in runs.items()})
     table.index.name = "task"
     return table

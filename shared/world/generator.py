@@ -429,9 +429,11 @@ def write_data(data_dir: Path) -> list[Path]:
         path = data_dir / "world" / f"corpus.{split}.jsonl"
         _write_jsonl(path, [{"text": d} for d in docs])
         written.append(path)
-    from shared.world.preferences import abstention_pairs  # it builds on this module's people and sentences
+    from shared.world.preferences import abstention_pairs  # they build on this module's people and sentences
+    from shared.world.word_problems import two_step_problems
 
-    for task, splits in {**task_splits(world), "abstention": abstention_pairs(world)}.items():
+    later = {"abstention": abstention_pairs(world), "two_step": two_step_problems(world)}
+    for task, splits in {**task_splits(world), **later}.items():
         for split, rows in splits.items():
             path = data_dir / "tasks" / task / f"{split}.jsonl"
             _write_jsonl(path, rows)

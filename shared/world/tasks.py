@@ -53,7 +53,7 @@ class Task:
     kind: str                        # a key of KINDS
     splits: tuple = SPLITS
     max_new_tokens: int | None = None  # answer tasks: room for the longest reference answer when generating
-    new: bool = False                # an answer task the base's SFT never saw (learned later, while forgetting)
+    new: bool = False                # an answer task rung 02's SFT never saw (a later rung teaches it)
 
     @property
     def fields(self) -> MappingProxyType:
@@ -123,6 +123,10 @@ for _task in (Task("closed_qa", "closed QA", "answer", max_new_tokens=20),
 # say." is preferred to an invented fact; asked a recorded fact, the right one to abstaining or a near miss
 # (shared/world/preferences.py).
 register(Task("abstention", "honest abstention", "preference"))
+
+# Two-step word problems (rung 07): "7 plus 2 is 9. 9 minus 4 is 5." -- the working of both steps, right only when
+# every step is (shared/world/word_problems.py). Rung 02's SFT model writes one step and stops.
+register(Task("two_step", "two-step word problems", "answer", max_new_tokens=24, new=True))
 
 TASKS = tuple(t.name for t in tasks_of_kind("answer") if not t.new)
 TASK_TITLES = {name: REGISTRY[name].title for name in TASKS}

@@ -16,6 +16,9 @@ Scoring rules, by task (the config name):
 * arithmetic -- the last integer in the prediction equals the last integer in the reference: working may
                 come first, the result comes last ("5 plus 7 is 12." matches "12" and "7 plus 5 is 12.";
                 "120" does not match "12").
+* two_step   -- the working is the reference's, step for step, after normalising as closed_qa does
+                ("7 plus 2 is 9. 9 minus 4 is 5." matches "7 plus 2 is 9.  9 minus 4 is 5"; a right result after
+                wrong working, "7 plus 2 is 8. 9 minus 4 is 5.", does not).
 """
 
 import json
@@ -24,7 +27,7 @@ import re
 import datasets
 import evaluate
 
-TASKS = ("closed_qa", "extraction", "arithmetic")
+TASKS = ("closed_qa", "extraction", "arithmetic", "two_step")
 _INTEGER = re.compile(r"-?\d+")
 
 
@@ -55,7 +58,7 @@ def last_integer(text):
 
 
 def is_correct(prediction, reference, task):
-    if task == "closed_qa":
+    if task in ("closed_qa", "two_step"):
         return normalise(prediction) == normalise(reference)
     if task == "extraction":
         predicted, expected = parse_json_object(prediction), parse_json_object(reference)

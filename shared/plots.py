@@ -293,25 +293,27 @@ def lora_sweep(results: list[dict], points: dict[str, dict] | None = None):
 
 
 def grpo_curves(runs: dict[str, dict], title: str = "GRPO: what to watch while it trains"):
-    """For each run (label -> {"log_history": a GRPOTrainer's, "heldout": [(step, greedy accuracy), ...]}):
-    the mean reward of the sampled answers, held-out accuracy, completion length and the logged loss, over
-    steps. The reward and held-out curves are the ones to read; the loss hovers near zero by construction."""
+    """For each run (label -> {"log_history": a GRPOTrainer's, "heldout": [{"step", "accuracy", "kl"}, ...]}):
+    the mean reward of the sampled answers, held-out accuracy, the KL from the starting policy, completion
+    length and the logged loss, over steps. Reward and held-out accuracy are the curves to read; the loss hovers
+    near zero by construction."""
     plt = pyplot()
-    figure, axes = plt.subplots(1, 4, figsize=(14, 3.3))
-    panels = [("reward", "reward of the samples"), (None, "held-out accuracy (greedy)"),
-              ("completions/mean_length", "completion length (tokens)"), ("loss", "logged loss")]
+    figure, axes = plt.subplots(1, 5, figsize=(16, 3.3))
+    logged = [("reward", "reward of the samples", 0), ("completions/mean_length", "completion length (tokens)", 3),
+              ("loss", "logged loss", 4)]
+    tracked = [("accuracy", "held-out accuracy (greedy)", 1), ("kl", "KL from the start (nats)", 2)]
     for label, run in runs.items():
         rows = [row for row in run["log_history"] if "reward" in row]
-        for ax, (key, name) in zip(axes, panels):
-            if key is None:
-                steps, values = zip(*run["heldout"])
-                ax.plot(steps, values, marker="o", label=label)
-            else:
-                ax.plot([row["step"] for row in rows], [row[key] for row in rows], marker=".", label=label)
-            ax.set(title=name, xlabel="step")
-    axes[0].set_ylim(-0.03, 1.03)
-    axes[1].set_ylim(-0.03, 1.03)
-    axes[3].axhline(0, color="grey", linewidth=0.8, linestyle="--")
+        for key, name, panel in logged:
+            axes[panel].plot([row["step"] for row in rows], [row[key] for row in rows], marker=".", label=label)
+            axes[panel].set(title=name, xlabel="step")
+        for key, name, panel in tracked:
+            points = [p for p in run["heldout"] if key in p]
+            axes[panel].plot([p["step"] for p in points], [p[key] for p in points], marker="o", label=label)
+            axes[panel].set(title=name, xlabel="step")
+    for panel in (0, 1):
+        axes[panel].set_ylim(-0.03, 1.03)
+    axes[4].axhline(0, color="grey", linewidth=0.8, linestyle="--")
     for ax in axes:
         ax.grid(alpha=0.3)
     handles, labels = axes[1].get_legend_handles_labels()

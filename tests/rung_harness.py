@@ -194,8 +194,12 @@ class RungUnderTest:
 
 
 def config_writer(config_class, stage: str, drop=(), **overrides):
-    """A learner's config writer (``dpo_config``, ``reward_config``) as its notebook specifies it -- or, with
-    `drop` and `overrides`, with one plausible mistake: arguments left out, or given other values."""
+    """A learner's config writer (``dpo_config``, ``reward_config``, ``grpo_config``) as its notebook specifies
+    it -- or, with `drop` and `overrides`, with one plausible mistake: arguments left out, or given other values.
+    Settings the config class has no field for are not passed (GRPOConfig has no max_length, and a stage's
+    ``prompts`` is the notebook's, not TRL's)."""
+    import dataclasses
+
     from shared.progress import quiet
 
     def write_config(profile, output_dir, **changes):
@@ -206,7 +210,8 @@ def config_writer(config_class, stage: str, drop=(), **overrides):
         for name in drop:
             arguments.pop(name)
         arguments.update(overrides)
-        return config_class(**arguments)
+        accepted = {f.name for f in dataclasses.fields(config_class)}
+        return config_class(**{name: value for name, value in arguments.items() if name in accepted})
 
     return write_config
 

@@ -258,9 +258,7 @@ def test_graded_function_that_raises_is_a_clear_failure():
 
 
 # -- gpu-profile criteria, fed fabricated runs ------------------------------------------------------------------
-QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                 num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768,
-                 rms_norm_eps=1e-6, tie_word_embeddings=False)
+QWEN25_7B = memory.QWEN25_7B
 LLAMA_1B = dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                 num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
                 rms_norm_eps=1e-5, tie_word_embeddings=True)

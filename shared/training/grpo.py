@@ -179,23 +179,32 @@ def grpo_config_for_check(output_dir, **settings):
                       per_device_train_batch_size=2, activation_checkpointing=False, **settings)
 
 
-def heldout_tracker(tokenizer, examples: list[dict], every: int):
-    """A TrainerCallback that scores the policy's greedy answers to `examples` at the start and every `every`
-    steps (and at the end): ``tracker.points`` is [(step, accuracy), ...], what RL did to problems it never
-    trains on, beside the reward of the ones it does."""
+def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50):
+    """A TrainerCallback that scores the policy's greedy answers to `examples` at the start, every `every` steps
+    and at the end: ``tracker.points`` is a list of {"step", "accuracy"} -- what RL did to problems it never
+    trains on, beside the reward of those it does. Given a `reference` model, each point also holds "kl", how far
+    the policy has moved from it (``sampled_kl`` on the first `kl_prompts` problems, 2 answers each, in nats)."""
     from transformers import TrainerCallback
 
     from shared.evaluation.evals import evaluate_task
+    from shared.evaluation.logprobs import sampled_kl
+    from shared.world import tasks
 
     task = examples[0]["task"]
+    prompts = [e["prompt"] for e in examples[:kl_prompts]]
 
     class HeldoutTracker(TrainerCallback):
         points: list = []
 
         def _score(self, model, step):
-            if not self.points or self.points[-1][0] != step:
-                self.points.append((step, evaluate_task(model, tokenizer, task, examples=examples).accuracy))
-                model.train()  # evaluate_task leaves the model in eval mode
+            if self.points and self.points[-1]["step"] == step:
+                return
+            point = {"step": step, "accuracy": evaluate_task(model, tokenizer, task, examples=examples).accuracy}
+            if reference is not None:
+                point["kl"] = sampled_kl(model, reference, tokenizer, prompts, n=2, seed=step,
+                                         max_new_tokens=tasks.get(task).max_new_tokens)
+            self.points.append(point)
+            model.train()  # evaluating left it in eval mode
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self.points = []

@@ -5,6 +5,7 @@ without its weights, and the peak GPU memory of a run.
     footprint_breakdown(model)      # bytes by kind: 4-bit weights, quantisation constants, other weights
     training_state_bytes(model)     # frozen weights, trainable weights, gradients, AdamW moments
     predicted_four_bit_bytes(name)  # what a model should cost in NF4, from its config alone
+    rl_memory(policy, value, frozen)  # what PPO and GRPO hold for their models (rl_memory_worked_out: a 7B)
 """
 
 from __future__ import annotations
@@ -201,3 +202,35 @@ def training_state_bytes(model, moment_bytes: int | None = None) -> dict[str, in
 
 def megabytes(n_bytes: int) -> float:
     return n_bytes / 2 ** 20
+
+
+# Qwen2.5-7B's shape (its config.json): 7,615,616,512 parameters, counted on the meta device without weights.
+QWEN25_7B = dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                 num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768,
+                 rms_norm_eps=1e-6, tie_word_embeddings=False)
+# Bytes per parameter in bf16 mixed-precision training with AdamW: bf16 weights and gradients (2 + 2), an fp32
+# master copy (4) and two fp32 moments (4 + 4) -- the 16 bytes of the ZeRO paper (Rajbhandari et al. 2020). A
+# model that only runs forward keeps its bf16 weights (2).
+TRAINED_BYTES_PER_PARAMETER = 16
+FROZEN_BYTES_PER_PARAMETER = 2
+
+
+def rl_memory(policy: int, value: int, frozen: int, reward_model: int | None = None) -> dict[str, dict[str, int]]:
+    """What PPO and GRPO hold for their models (activations and generated text left out), by part, in bytes:
+    `policy` and `value` are training states (weights, gradients, optimizer moments), `frozen` one copy of the
+    model that only runs forward (the reference), `reward_model` a frozen reward model (the policy's size
+    unless given). GRPO scores answers with a function here, so it holds no reward model."""
+    reward_model = frozen if reward_model is None else reward_model
+    return {
+        "PPO": {"policy (trained)": policy, "value model (trained)": value, "reward model": reward_model,
+                "reference": frozen},
+        "GRPO, beta > 0": {"policy (trained)": policy, "reference": frozen},
+        "GRPO, beta = 0": {"policy (trained)": policy},
+    }
+
+
+def rl_memory_worked_out(parameters: int) -> dict[str, dict[str, int]]:
+    """rl_memory for a model of `parameters` parameters trained in bf16 mixed precision with AdamW, the value
+    model its own size (as in InstructGPT's recipe), every frozen model in bf16."""
+    trained = parameters * TRAINED_BYTES_PER_PARAMETER
+    return rl_memory(trained, trained, parameters * FROZEN_BYTES_PER_PARAMETER)

@@ -204,13 +204,9 @@ def _loss_with(**slip):
         if slip.get("no_clip"):
             epsilon = 1e9
         if slip.get("no_bias_correction") and beta:
-            base = solution(logps, old_logps, advantages, mask, loss_type=loss_type,
-                            max_completion_length=max_completion_length, epsilon=epsilon)
-            r = ref_logps - logps
-            kl = (torch.exp(r) - r - 1) * mask
-            per = (kl.sum(-1) / mask.sum(-1).clamp(min=1)).mean() if loss_type == "grpo" else \
-                kl.sum() / (mask.shape[0] * max_completion_length if loss_type == "dr_grpo" else mask.sum().clamp(min=1))
-            return base + beta * per
+            surrogate = solution(logps, old_logps, advantages, mask, loss_type=loss_type, epsilon=epsilon,
+                                 max_completion_length=max_completion_length)
+            return surrogate + beta * _mean_k3(logps, ref_logps, mask, loss_type, max_completion_length)
         if slip.get("padding_counted"):
             mask = torch.ones_like(mask)
         if slip.get("no_max_length") and loss_type == "dr_grpo":
@@ -219,6 +215,17 @@ def _loss_with(**slip):
                         loss_type=loss_type, max_completion_length=max_completion_length)
 
     return grpo_loss
+
+
+def _mean_k3(logps, ref_logps, mask, loss_type, max_completion_length):
+    """The k3 KL estimate averaged as `loss_type` averages, without the importance ratio TRL weights it by."""
+    r = ref_logps - logps
+    kl = (torch.exp(r) - r - 1) * mask
+    if loss_type == "grpo":
+        return (kl.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    if loss_type == "dr_grpo":
+        return kl.sum() / (mask.shape[0] * max_completion_length)
+    return kl.sum() / mask.sum().clamp(min=1)
 
 
 WRONG_LOSSES = {

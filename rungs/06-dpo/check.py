@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
-                             main, read_json, require)
+                             main, read_json, require, require_measured)
 from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 
@@ -283,13 +283,8 @@ def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
                                              [heldout[i] for i in unanswerable])}
 
 
-def _measured(measured: dict) -> dict:
-    require(bool(measured), "nothing could be measured (see the failure above)")
-    return measured
-
-
 def check_abstention(measured: dict, bars: dict) -> str:
-    dpo, sft = _measured(measured)["dpo"], measured["sft"]
+    dpo, sft = require_measured(measured)["dpo"], measured["sft"]
     value = dpo["abstains_when_unrecorded"]
     require(value >= bars["abstains"], f"abstains on {value:.0%} (the SFT model: {sft['abstains_when_unrecorded']:.0%})"
                                        f"; needed {bars['abstains']:.0%}")
@@ -297,7 +292,7 @@ def check_abstention(measured: dict, bars: dict) -> str:
 
 
 def check_recorded(measured: dict, bars: dict) -> str:
-    dpo, sft = _measured(measured)["dpo"], measured["sft"]
+    dpo, sft = require_measured(measured)["dpo"], measured["sft"]
     drop = sft["right_when_recorded"] - dpo["right_when_recorded"]
     shown = (f"{dpo['right_when_recorded']:.1%} right against the SFT model's {sft['right_when_recorded']:.1%}, "
              f"{dpo['abstains_when_recorded']:.0%} abstained")
@@ -306,7 +301,7 @@ def check_recorded(measured: dict, bars: dict) -> str:
 
 
 def check_win_rate(measured: dict, bars: dict) -> str:
-    value = _measured(measured)["win_rate"]
+    value = require_measured(measured)["win_rate"]
     require(value >= bars["win_rate"], f"win-rate {value:.0%}; needed {bars['win_rate']:.0%}")
     return f"{value:.0%}"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
-                             main, read_json, require)
+                             main, read_json, require, require_measured)
 from shared.checking.figures import AGREEMENT, check_seed, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 
@@ -367,13 +367,8 @@ def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
     }
 
 
-def _measured(measured: dict) -> dict:
-    require(bool(measured), "nothing could be measured (see the failure above)")
-    return measured
-
-
 def check_start(measured: dict, bars: dict) -> str:
-    value = _measured(measured)["start"]
+    value = require_measured(measured)["start"]
     low, high = bars["start"]
     require(low <= value <= high, f"the saved starting policy gets {value:.0%} right: "
                                   f"{'no room to learn from' if value < low else 'little left to gain'}; "
@@ -382,7 +377,7 @@ def check_start(measured: dict, bars: dict) -> str:
 
 
 def check_gain(measured: dict, bars: dict) -> str:
-    start, after = _measured(measured)["start"], measured["after"]
+    start, after = require_measured(measured)["start"], measured["after"]
     gain = after - start
     shown = f"{start:.0%} -> {after:.0%} ({gain * 100:+.0f} points)"
     require(gain >= bars["gain"] - 1e-9, f"{shown}; needed {bars['gain'] * 100:+.0f}")
@@ -390,14 +385,15 @@ def check_gain(measured: dict, bars: dict) -> str:
 
 
 def check_fresh(measured: dict) -> str:
-    after, fresh = _measured(measured)["after"], measured["fresh"]
+    after, fresh = require_measured(measured)["after"], measured["fresh"]
     shown = f"held-out {after:.0%}, new problems {fresh:.0%}"
     require(after - fresh <= FRESH_GAP + 1e-9, f"{shown}: the held-out problems look learned by heart")
     return shown
 
 
 def check_pass_at_k(saved: dict, measured: dict) -> str:
-    require(bool(saved) and bool(_measured(measured)), "needs both the saved curves and the recomputed ones")
+    require_measured(measured)
+    require(bool(saved), "needs the saved curves as well as the recomputed ones")
     for name in ("start", "after"):
         for k, value in measured["pass_at_k"][name].items():
             said = saved["pass_at_k"][name][k]
@@ -407,7 +403,8 @@ def check_pass_at_k(saved: dict, measured: dict) -> str:
 
 
 def check_saved_agree(saved: dict, measured: dict) -> str:
-    require(bool(saved) and bool(_measured(measured)), "needs both the saved figures and the recomputed ones")
+    require_measured(measured)
+    require(bool(saved), "needs the saved figures as well as the recomputed ones")
     for key in ("start", "after"):
         said, found = saved["heldout_accuracy"][key], measured[key]
         require(abs(said - found) <= AGREEMENT,

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
-                             main, read_json, require)
+                             main, read_json, require, require_measured)
 from shared.checking.figures import AGREEMENT, check_seed, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
@@ -348,24 +348,19 @@ def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
             "implicit": implicit}
 
 
-def _measured(measured: dict) -> dict:
-    require(bool(measured), "nothing could be measured (see the failure above)")
-    return measured
-
-
 def _by_kind(accuracy: dict) -> str:
     return ", ".join(f"{kind.replace('_', ' ')} {value:.0%}" for kind, value in accuracy.items() if kind != "all")
 
 
 def check_pairwise(measured: dict, bars: dict) -> str:
-    heldout = _measured(measured)["heldout"]
+    heldout = require_measured(measured)["heldout"]
     shown = f"{heldout['all']:.1%} of the held-out pairs ({_by_kind(heldout)})"
     require(heldout["all"] >= bars["pairwise"], f"{shown}; needed {bars['pairwise']:.0%}")
     return shown
 
 
 def check_fresh(measured: dict) -> str:
-    heldout, fresh = _measured(measured)["heldout"]["all"], measured["fresh"]["all"]
+    heldout, fresh = require_measured(measured)["heldout"]["all"], measured["fresh"]["all"]
     require(heldout - fresh <= FRESH_GAP,
             f"{heldout:.1%} of the held-out pairs but {fresh:.1%} of new pairs like them: was the reward model "
             "trained on the held-out pairs?")
@@ -374,7 +369,7 @@ def check_fresh(measured: dict) -> str:
 
 def check_best_of_n(saved: dict, measured: dict) -> str:
     require(bool(saved), "needs the saved figures (see above)")
-    again = _measured(measured)["best_of_n"]["judge"]
+    again = require_measured(measured)["best_of_n"]["judge"]
     for group in ("recorded", "unrecorded"):
         for n, said, found in zip([1, 2, 4, 8, 16], saved["best_of_n"]["judge"][group], again[group]):
             require(abs(said - found) <= BEST_OF_N_AGREEMENT,
@@ -386,7 +381,7 @@ def check_best_of_n(saved: dict, measured: dict) -> str:
 
 def check_implicit(saved: dict, measured: dict) -> str:
     require(bool(saved), "needs the saved figures (see above)")
-    found, said = _measured(measured)["implicit"]["all"], saved["implicit_reward_accuracy"]["all"]
+    found, said = require_measured(measured)["implicit"]["all"], saved["implicit_reward_accuracy"]["all"]
     require(abs(said - found) <= AGREEMENT, f"metrics.json says DPO's implicit reward ranks {said:.1%} of the held-out "
                                             f"pairs right; recomputed, {found:.1%}")
     return f"{found:.1%} of the held-out pairs ({_by_kind(measured['implicit'])})"

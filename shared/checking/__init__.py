@@ -329,6 +329,13 @@ def require(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def require_measured(measured: dict) -> dict:
+    """What a checker recomputed (a ``ctx.collect`` result), or fail the criterion that needs it: when the
+    measuring criterion failed it returned nothing, and that failure has already said why."""
+    require(bool(measured), "nothing could be measured (see the failure above)")
+    return measured
+
+
 def same_setting(got, expected) -> bool:
     """A trainer config's field equals what a checker expects: enums by their value, booleans exactly, floats to
     rounding, lists element by element (TRL turns a ``loss_type`` string into a list)."""

@@ -382,6 +382,27 @@ def test_graded_functions_run_in_another_process_and_answer_calls():
             graded.call("absent")
 
 
+def test_a_graded_call_given_tensors_that_require_grad_returns_their_gradients():
+    """A loss cannot come back attached to its graph; the child sends the value and d(sum)/d(input) instead,
+    and None for an input the value was cut off from (a .detach())."""
+    import torch
+
+    from shared.checking.sandbox import GradedFunctions, WithGradients, value_and_gradients
+
+    nb = _notebook_with("def square_sum(x):\n    return (x * x).sum()\n\n"
+                        "def cut_off(x):\n    return (x.detach() * x.detach()).sum()")
+    x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    with GradedFunctions(nb, ["square_sum", "cut_off"]) as graded:
+        result = graded.call("square_sum", x.clone().requires_grad_(True))
+        assert isinstance(result, WithGradients) and float(result.value) == 14.0
+        assert torch.equal(result.gradients[0], 2 * x)
+        assert graded.call("cut_off", x.clone().requires_grad_(True)).gradients == [None]
+        assert float(graded.call("square_sum", x)) == 14.0          # no gradient asked: the value alone
+    asked = x.clone().requires_grad_(True)                          # a function called here, as tests call one
+    value, (gradient,) = value_and_gradients((asked ** 3).sum(), [asked])
+    assert float(value) == 20.0 and torch.equal(gradient, 3 * x ** 2)
+
+
 def test_taking_the_functions_out_leaves_the_learners_outputs_alone():
     """The notebook's constants run in the graded process, and `OUT = outputs_dir(...)` makes a folder: the
     process's own scratch one, never the repo's outputs/ nor the folder the notebook's run saved into."""

@@ -207,6 +207,8 @@ def _loss_with(**slip):
             surrogate = solution(logps, old_logps, advantages, mask, loss_type=loss_type, epsilon=epsilon,
                                  max_completion_length=max_completion_length)
             return surrogate + beta * _mean_k3(logps, ref_logps, mask, loss_type, max_completion_length)
+        if slip.get("detached"):
+            logps = logps.detach()
         if slip.get("padding_counted"):
             mask = torch.ones_like(mask)
         if slip.get("no_max_length") and loss_type == "dr_grpo":
@@ -230,6 +232,7 @@ def _mean_k3(logps, ref_logps, mask, loss_type, max_completion_length):
 
 WRONG_LOSSES = {
     "no clipping": (_loss_with(no_clip=True), "epsilon=0.2): expected"),
+    "the log-probabilities detached": (_loss_with(detached=True), "no gradient reaches logps"),
     "the KL term without the ratio": (_loss_with(no_bias_correction=True), "beta=0.1"),
     "padding tokens counted": (_loss_with(padding_counted=True), "expected"),
     "every loss type averaged per answer": (_loss_with(every_type_as="grpo"), "loss_type='bnpo'"),
@@ -252,6 +255,10 @@ WRONG_REWARDS = {
         "expected"),
     "not normalised": (
         lambda completions, answer, **kw: [float((c if isinstance(c, str) else c[-1]["content"]) == a)
+                                           for c, a in zip(completions, answer)], "expected 1.0, got 0.0"),
+    "stripped on the right only": (
+        lambda completions, answer, **kw: [float(" ".join((c if isinstance(c, str) else c[-1]["content"]).lower()
+                                                          .split()).rstrip(" .!?,;:'\"") == a.lower().rstrip("."))
                                            for c, a in zip(completions, answer)], "expected 1.0, got 0.0"),
     "booleans, not floats": (
         lambda completions, answer, **kw: [(c if isinstance(c, str) else c[-1]["content"]).strip() == a

@@ -191,13 +191,7 @@ def check_grpo_loss(grpo_loss) -> str:
     require(abs(at_one + float(advantages.mean())) <= 1e-9,
             f"with ratio 1 and beta 0 the loss must be -mean(advantages) = {-float(advantages.mean()):.6f}, "
             f"got {at_one:.6f}")
-    # Equal rewards, zero advantages: no loss and no gradient, by finite differences (the function runs in a
-    # process of its own).
-    zero = torch.zeros(4, dtype=torch.float64)
-    nudged = logps + 1e-4 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for point in (logps, nudged):
-        value = float(grpo_loss(point, logps.clone(), zero, mask, loss_type="dapo"))
-        require(abs(value) <= 1e-12, f"zero advantages and beta 0 must give loss 0 (and no gradient), got {value}")
+    gradients = check_gradients(grpo_loss, logps, mask)
     try:
         grpo_loss(logps, logps.clone(), advantages, mask, loss_type="dr_grpo")
     except Exception:  # noqa: BLE001 -- any clear error will do
@@ -205,8 +199,35 @@ def check_grpo_loss(grpo_loss) -> str:
     else:
         raise CheckFailed("loss_type='dr_grpo' without max_completion_length must raise an error, not guess one")
     trl_checked = check_against_trl(grpo_loss)
-    return (f"{len(cases)} unseen batches x {len(LOSS_SETTINGS)} settings, -mean advantage at ratio 1, no gradient "
-            f"from equal rewards, TRL's GRPOTrainer on {trl_checked} batches")
+    return (f"{len(cases)} unseen batches x {len(LOSS_SETTINGS)} settings, -mean advantage at ratio 1, {gradients}, "
+            f"TRL's GRPOTrainer on {trl_checked} batches")
+
+
+def check_gradients(grpo_loss, logps, mask) -> str:
+    """The gradient with respect to the policy's log-probabilities, by autograd in the learner's own process:
+    the reference's for non-zero advantages (with the KL term), exactly zero for equal rewards."""
+    import torch
+
+    from shared.checking.sandbox import value_and_gradients
+    from shared.training.grpo import grpo_loss as reference
+
+    old = logps + 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ref = logps + 0.3 * torch.randn(logps.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for advantages, what in ((torch.tensor([0.9, -0.3, -0.1, -0.5], dtype=torch.float64), "non-zero advantages"),
+                             (torch.zeros(4, dtype=torch.float64), "equal rewards (zero advantages)")):
+        settings = dict(ref_logps=ref, beta=0.1 if what.startswith("non") else 0.0, loss_type="grpo")
+        asked = logps.clone().requires_grad_(True)
+        value, (gradient,) = value_and_gradients(grpo_loss(asked, old, advantages, mask, **settings), [asked])
+        require(gradient is not None,
+                f"with {what} the loss must be a function of logps that autograd can differentiate: no gradient "
+                "reaches logps (a .detach(), .item() or a new tensor built from numbers cuts it off)")
+        if what.startswith("equal"):
+            require(abs(float(value)) <= 1e-12, f"with {what} and beta 0 the loss must be 0, got {float(value)}")
+        leaf = logps.clone().requires_grad_(True)
+        expected, = torch.autograd.grad(reference(leaf, old, advantages, mask, **settings), [leaf])
+        worst = float((gradient.double() - expected).abs().max())
+        require(worst <= 1e-9, f"with {what} the gradient with respect to logps is off by up to {worst:.3g}")
+    return "the gradient (zero for equal rewards)"
 
 
 def check_against_trl(grpo_loss) -> int:
@@ -247,7 +268,7 @@ def _reward_cases() -> tuple[list, list[str]]:
     answers = [row["answer"] for row in rows]
     texts = [answers[0], answers[1].upper(), "  " + answers[2].replace(" ", "   ") + "  ", answers[3].rstrip("."),
              answers[4].split(". ")[0] + ".", answers[6], answers[6] + " " + answers[6], "", answers[8] + "!",
-             answers[9].replace("is", "was"), answers[10], answers[11][:-3]]
+             answers[9].replace("is", "was"), "... " + answers[10], "The " + answers[11]]
     texts[5] = answers[5].replace(answers[5].split()[2], str((int(answers[5].split()[2]) + 1) % 11), 1)
     completions = [[{"role": "assistant", "content": t}] if i % 2 == 0 else t for i, t in enumerate(texts)]
     return completions, answers

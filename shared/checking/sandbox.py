@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
+from typing import NamedTuple
 
 from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
 
@@ -24,6 +25,14 @@ from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
 PRELOAD = ["torch", "transformers", "peft", "trl", "nbformat", "shared.notebooks.graded", "shared.checking.guards"]
 CALL_TIMEOUT_S = float(os.environ.get("FT_GRADED_CALL_TIMEOUT", 300))  # one call; generous for a slow laptop
 START_TIMEOUT_S = 300  # the child imports what the notebook imports (torch, transformers: seconds, not minutes)
+
+
+class WithGradients(NamedTuple):
+    """What a graded call returns when some tensor argument requires grad: the value (detached), and the
+    gradient of the value's sum with respect to each such argument, in order -- None where the value does not
+    depend on it (a loss built from ``logps.detach()`` has the right value and no gradient)."""
+    value: object
+    gradients: list
 
 
 class GradedError(Exception):
@@ -74,7 +83,7 @@ def _serve(connection, notebook_json: str, names: list[str], rules: dict) -> Non
             return
         name, args, kwargs = request
         try:
-            result = call_watched(functions[name], args, kwargs, rules.get(name))
+            result = _with_gradients(call_watched(functions[name], args, kwargs, rules.get(name)), args, kwargs)
         except NotImplementedError:
             connection.send(("not-written", ""))
             continue
@@ -88,6 +97,34 @@ def _serve(connection, notebook_json: str, names: list[str], rules: dict) -> Non
             connection.send(("returned", result))
         except Exception as error:  # noqa: BLE001 -- e.g. a generator or a lambda
             connection.send(("unsendable", f"{type(result).__name__} ({error})"))
+
+
+def _with_gradients(result, args, kwargs):
+    """`result`, or WithGradients when the checker asked for gradients by passing tensors that require grad
+    (a tensor still attached to its graph cannot be sent back as it is)."""
+    import torch
+
+    wanted = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.requires_grad]
+    if not wanted:
+        return result
+    if not (isinstance(result, torch.Tensor) and result.requires_grad):
+        return WithGradients(result.detach() if isinstance(result, torch.Tensor) else result, [None] * len(wanted))
+    gradients = torch.autograd.grad(result.sum(), wanted, allow_unused=True)
+    return WithGradients(result.detach(), [None if g is None else g.detach() for g in gradients])
+
+
+def value_and_gradients(result, inputs: list) -> tuple:
+    """(value, gradients) of what a graded function returned for `inputs` (tensors that require grad): from the
+    child's WithGradients, or -- for a function called in this process, as the tests call one -- by autograd
+    here. A gradient is None where the value does not depend on that input."""
+    import torch
+
+    if isinstance(result, WithGradients):
+        return result.value, result.gradients
+    if isinstance(result, torch.Tensor) and result.requires_grad:
+        gradients = torch.autograd.grad(result.sum(), inputs, allow_unused=True)
+        return result.detach(), list(gradients)
+    return result, [None] * len(inputs)
 
 
 def _context():

@@ -8,6 +8,9 @@ also watches each call for the references the function may not reach (``shared.c
 
     with GradedFunctions(notebook, ["is_correct"], {"is_correct": rule}) as graded:
         graded["is_correct"]("Fenwick", "Fenwick", "closed_qa")   # runs in the child, returns True
+
+A tensor still attached to its autograd graph cannot travel back, so a checker that needs a gradient passes
+inputs that require grad and gets ``WithGradients`` (the value, and d(sum of it)/d(each such input)) instead.
 """
 
 from __future__ import annotations

@@ -172,8 +172,10 @@ def check_grpo_loss(grpo_loss) -> str:
     from shared.training.grpo import grpo_loss as reference
 
     cases = _loss_cases()
-    for number, (logps, old, ref, advantages, mask) in enumerate(cases, 1):
-        for loss_type, beta, epsilon in LOSS_SETTINGS:
+    passed = []  # the settings every case has passed so far: what a failure's message can point away from
+    # beta = 0 first, "grpo" first: a failure after those have passed says which part is off.
+    for loss_type, beta, epsilon in sorted(LOSS_SETTINGS, key=lambda s: (s[1] != 0, s[0] != "grpo")):
+        for number, (logps, old, ref, advantages, mask) in enumerate(cases, 1):
             settings = dict(ref_logps=ref.clone(), beta=beta, epsilon=epsilon, loss_type=loss_type,
                             max_completion_length=logps.shape[1] + 3)
             got = grpo_loss(logps.clone(), old.clone(), advantages.clone(), mask.clone(), **settings)
@@ -183,7 +185,8 @@ def check_grpo_loss(grpo_loss) -> str:
             expected = float(reference(logps, old, advantages, mask, **settings))
             require(abs(float(got) - expected) <= 1e-9 * max(1.0, abs(expected)),
                     f"case {number} (loss_type={loss_type!r}, beta={beta}, epsilon={epsilon}): expected "
-                    f"{expected:.8f}, got {float(got):.8f}")
+                    f"{expected:.8f}, got {float(got):.8f}{_where_to_look(passed, loss_type, beta)}")
+        passed.append((loss_type, beta))
     logps, _, _, _, mask = cases[0]
     full = torch.ones_like(mask)
     advantages = torch.tensor([0.9, -0.3, -0.1, -0.5], dtype=torch.float64)
@@ -201,6 +204,15 @@ def check_grpo_loss(grpo_loss) -> str:
     trl_checked = check_against_trl(grpo_loss)
     return (f"{len(cases)} unseen batches x {len(LOSS_SETTINGS)} settings, -mean advantage at ratio 1, {gradients}, "
             f"TRL's GRPOTrainer on {trl_checked} batches")
+
+
+def _where_to_look(passed: list, loss_type: str, beta: float) -> str:
+    """A pointer for a failed loss case, from what already passed."""
+    if beta and any(b == 0 and t == loss_type for t, b in passed):
+        return f" -- the beta = 0 cases of {loss_type!r} pass: look at the KL term"
+    if loss_type != "grpo" and any(t == "grpo" and b == beta for t, b in passed):
+        return f" -- loss_type 'grpo' passes: look at how {loss_type!r} averages the tokens"
+    return ""
 
 
 def check_gradients(grpo_loss, logps, mask) -> str:

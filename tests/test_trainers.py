@@ -151,8 +151,7 @@ def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path):
     model = load_model(profile=TINY)
     before = weights(model)
     trainer = grpo.grpo_trainer(model, tokenizer, TINY, "grpo", tmp_path, prompts, near_twenty_characters,
-                                num_generations=2, per_device_train_batch_size=4, max_completion_length=12,
-                                learning_rate=1e-3, **TWO_STEPS)
+                                num_generations=2, max_completion_length=12, learning_rate=1e-3, **TWO_STEPS)
     assert trainer.args.beta == 0.0 and trainer.ref_model is None   # TRL's default: no KL term, no reference
     trainer.train()
     logged(trainer, "loss")

@@ -329,8 +329,16 @@ def verify_outputs(ctx: Context) -> None:
         require(start is not None and inside(start, ctx.outputs_root),
                 f"metrics.json names {start} as the starting policy: the checker uses only a model this run "
                 "trained")
-        return ctx.measure([outputs / "model", start], lambda: reload_and_measure(outputs, saved, ctx.profile),
-                           settings=(saved["pass_at_k"]["seed"], check_seed()))
+        seed = saved["pass_at_k"]["seed"]
+        # Each policy on its own, by its files' content: the same measurement whichever role a model plays.
+        found = {role: ctx.measure([folder], lambda folder=folder: measure_policy(folder, ctx.profile, seed),
+                                   settings=(seed, check_seed()))
+                 for role, folder in (("start", start), ("after", outputs / "model"))}
+        require(found["start"]["shape"] == found["after"]["shape"],
+                "the GRPO policy is not shaped like the starting policy: it was not trained from it")
+        return {"start": found["start"]["heldout"], "after": found["after"]["heldout"],
+                "fresh": found["after"]["fresh"],
+                "pass_at_k": {role: found[role]["pass_at_k"] for role in ("start", "after")}}
 
     measured = ctx.collect(
         "the saved starting policy and GRPO policy reload and answer the held-out problems", measure_both,
@@ -376,28 +384,23 @@ def read_saved(outputs: Path) -> dict:
     return {**metrics, "start_folder": outputs.parent / folder}  # relative to the outputs folder
 
 
-def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
-    """Both policies answer the held-out problems; the GRPO policy answers new ones; pass@k again."""
+def measure_policy(folder: Path, profile, seed: int) -> dict:
+    """One saved policy answers the held-out problems and new ones (greedy), and 16 samples of each held-out
+    problem give its pass@k again."""
     from shared.checking.artefacts import load_saved_model
     from shared.evaluation.evals import evaluate_task
     from shared.evaluation.passk import pass_at_k_curve
     from shared.world import data, word_problems
 
-    start, tokenizer = load_saved_model(saved["start_folder"], profile, hint="section 1 saves the starting policy")
-    policy, _ = load_saved_model(outputs / "model", profile, hint="section 10 saves the GRPO policy")
-    require({n: p.shape for n, p in policy.named_parameters()} == {n: p.shape for n, p in start.named_parameters()},
-            "the GRPO policy is not shaped like the starting policy: it was not trained from it")
+    model, tokenizer = load_saved_model(folder, profile, hint="section 1 saves the starting policy, section 10 "
+                                                              "the GRPO policy")
     heldout = data.load_task("two_step", "heldout")
-    seed = saved["pass_at_k"]["seed"]
-    return {
-        "start": evaluate_task(start, tokenizer, "two_step", examples=heldout).accuracy,
-        "after": evaluate_task(policy, tokenizer, "two_step", examples=heldout).accuracy,
-        "fresh": evaluate_task(policy, tokenizer, "two_step",
-                               examples=word_problems.fresh_problems(check_seed())).accuracy,
-        "pass_at_k": {name: {str(k): v for k, v in pass_at_k_curve(model, tokenizer, heldout, n=N_SAMPLES,
-                                                                   seed=seed)["pass_at_k"].items()}
-                      for name, model in (("start", start), ("after", policy))},
-    }
+    curve = pass_at_k_curve(model, tokenizer, heldout, n=N_SAMPLES, seed=seed)["pass_at_k"]
+    return {"shape": {name: tuple(p.shape) for name, p in model.named_parameters()},
+            "heldout": evaluate_task(model, tokenizer, "two_step", examples=heldout).accuracy,
+            "fresh": evaluate_task(model, tokenizer, "two_step",
+                                   examples=word_problems.fresh_problems(check_seed())).accuracy,
+            "pass_at_k": {str(k): value for k, value in curve.items()}}
 
 
 def check_start(measured: dict, bars: dict) -> str:

@@ -307,7 +307,9 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
     """What the GRPOConfig must say, field by field: section 5's list (every rung's fixed settings but
     max_length, which GRPO has none of)."""
     fixed = {name: value for name, value in fixed_trainer_settings(profile, output_dir).items() if name != "max_length"}
-    sizes = {name: value for name, value in profile.train("grpo").items() if name != "prompts"}
+    from shared.training.grpo import COURSE_ONLY
+
+    sizes = {name: value for name, value in profile.train("grpo").items() if name not in COURSE_ONLY}
     return {**fixed, **sizes, **changes}
 
 

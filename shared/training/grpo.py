@@ -24,6 +24,8 @@ from shared.training.recipe import common_config_kwargs, ready
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
 SCALINGS = ("group", "batch", "none")  # GRPOConfig.scale_rewards
 STD_EPSILON = 1e-4  # TRL divides by std + 1e-4, so a group of equal rewards divides 0 by 1e-4
+# Sizes a GRPO stage holds for the notebook (how many prompts to train on), not for GRPOConfig.
+COURSE_ONLY = ("prompts",)
 
 
 def prompt_rows(examples: list[dict]) -> list[dict]:
@@ -55,10 +57,6 @@ def grpo_config(profile, stage: str, output_dir, **overrides):
 
     settings = {name: value for name, value in profile.train(stage).items() if name not in COURSE_ONLY}
     return GRPOConfig(**{**common_config_kwargs(GRPOConfig, profile, output_dir), **settings, **overrides})
-
-
-# Sizes a GRPO stage holds for the notebook (how many prompts to train on), not for GRPOConfig.
-COURSE_ONLY = ("prompts",)
 
 
 def group_advantages(rewards, num_generations: int, scale_rewards: str = "group"):
@@ -139,14 +137,14 @@ def trl_grpo_loss(model, tokenizer, prompts: list[str], completions: list[str], 
     from shared.evaluation.generation import chat_prompt_ids
     from shared.training.recipe import quiet_datasets
 
-    prompt_rows_ = [chat_prompt_ids(tokenizer, p) for p in prompts]
+    prompt_id_rows = [chat_prompt_ids(tokenizer, p) for p in prompts]
     completion_rows = [tokenizer(c, add_special_tokens=False)["input_ids"][:max_completion_length]
                        for c in completions]
     pad = tokenizer.pad_token_id
-    prompt_width, completion_width = max(map(len, prompt_rows_)), max(map(len, completion_rows))
+    prompt_width, completion_width = max(map(len, prompt_id_rows)), max(map(len, completion_rows))
     # Prompts padded on the left and completions on the right, as GRPOTrainer lays out a batch.
-    prompt_ids = torch.tensor([[pad] * (prompt_width - len(r)) + r for r in prompt_rows_])
-    prompt_mask = torch.tensor([[0] * (prompt_width - len(r)) + [1] * len(r) for r in prompt_rows_])
+    prompt_ids = torch.tensor([[pad] * (prompt_width - len(r)) + r for r in prompt_id_rows])
+    prompt_mask = torch.tensor([[0] * (prompt_width - len(r)) + [1] * len(r) for r in prompt_id_rows])
     completion_ids = torch.tensor([r + [pad] * (completion_width - len(r)) for r in completion_rows])
     completion_mask = torch.tensor([[1] * len(r) + [0] * (completion_width - len(r)) for r in completion_rows])
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +192,8 @@ def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None,
     prompts = [e["prompt"] for e in examples[:kl_prompts]]
 
     class HeldoutTracker(TrainerCallback):
-        points: list = []
+        def __init__(self):
+            self.points = []
 
         def _score(self, model, step):
             if self.points and self.points[-1]["step"] == step:

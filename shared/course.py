@@ -102,8 +102,10 @@ RUNGS = [
          "answers by it and watch the judge disagree as n grows, and read the reward DPO holds implicitly.",
          1, True, "ready"),
     Rung("09", "evals", "Evals",
-         "Measure before and after on three task types with held-out data, and catch forgetting when it happens.",
-         None, False, "coming"),
+         "Measure every earlier model with one harness — three task types held out, a forgetting check, an "
+         "interval on every figure — write the bootstrap and McNemar's test that say when a difference is real, "
+         "check training sets for leaked test questions, and run the same tasks in lm-evaluation-harness.",
+         3, True, "ready"),
     Rung("10", "forgetting", "Forgetting",
          "Keep what the base model knew while teaching it something new: replay, EWC and data mixtures.",
          None, False, "coming"),

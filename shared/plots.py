@@ -338,3 +338,32 @@ def pass_at_k(curves: dict[str, dict[int, float]], title: str = "pass@k on the h
     ax.grid(alpha=0.3)
     _legend_below(ax, len(curves))
     return figure
+
+
+def eval_overview(reports: list, title: str = "every model on the same held-out questions (bars: 95% intervals)"):
+    """One panel per kind of figure: the task figures (accuracy and field F1), the fact recall, the held-out
+    perplexity; a bar per model with its bootstrap interval. ``reports``: ``harness.Report`` objects."""
+    from shared.evaluation.harness import FIGURES
+
+    plt = pyplot()
+    panels = (("closed_qa", "extraction", "extraction_f1", "arithmetic"), ("fact_recall",), ("perplexity",))
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.6), gridspec_kw={"width_ratios": [4, 1.3, 1.3]})
+    width = 0.8 / len(reports)
+    for ax, figures in zip(axes, panels):
+        for i, report in enumerate(reports):
+            xs = [f + (i - (len(reports) - 1) / 2) * width for f in range(len(figures))]
+            values = [report.value(name) for name in figures]
+            intervals = [report.interval(name) for name in figures]
+            errors = [[v - low for v, (low, _) in zip(values, intervals)],
+                      [high - v for v, (_, high) in zip(values, intervals)]]
+            ax.bar(xs, values, width, yerr=errors, capsize=2, label=report.model, color=f"C{i}")
+        ax.set_xticks(range(len(figures)), [FIGURES[name][0].split(": ", 1)[-1] for name in figures], fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set(ylim=(0, 1.05), ylabel="share right (F1: mean)", title="three task types")
+    axes[1].set(ylim=(0, 1.05), title="forgetting: facts")
+    axes[2].set(ylabel="lower is better", title="forgetting: prose")
+    figure.suptitle(title, fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(reports), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return figure

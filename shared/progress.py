@@ -1,5 +1,6 @@
 """Progress bars for long cells: shown in Jupyter and terminals, silent under CI or FT_QUIET=1."""
 
+import contextlib
 import os
 
 from tqdm.auto import tqdm
@@ -26,3 +27,15 @@ def quiet_libraries() -> None:
     datasets_bars_off()
     hub_bars_off()
     transformers_bars_off()
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Under CI or FT_QUIET=1, what a library writes to standard error inside the block is dropped: bars it draws
+    with a tqdm it gives no way to switch off (lm-evaluation-harness's request bars), its notices. Elsewhere the
+    block runs as it is, bars and all."""
+    if not quiet():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield

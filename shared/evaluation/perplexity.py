@@ -13,7 +13,6 @@ import math
 import torch
 
 
-
 def tokenize_documents(texts: list[str], tokenizer) -> list[list[int]]:
     """Each document as <s> tokens </s>."""
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -40,6 +39,21 @@ def perplexity(model, rows: torch.Tensor, batch_size: int = 32) -> float:
         batch = rows[start:start + batch_size].to(device)
         losses.append(model(input_ids=batch, labels=batch).loss.item())
     return math.exp(sum(losses) / len(losses))
+
+
+@torch.no_grad()
+def row_losses(model, rows: torch.Tensor, batch_size: int = 32) -> list[float]:
+    """The mean next-token loss of each row on its own: exp of their mean is the perplexity, and a bootstrap over
+    rows gives its interval (``shared.evaluation.harness``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    losses = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size].to(device)
+        logits = model(input_ids=batch).logits[:, :-1].float()
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+        losses.extend(per_token.mean(dim=1).tolist())
+    return losses
 
 
 def text_perplexity(model, tokenizer, texts: list[str], seq_len: int = 128, batch_size: int = 32) -> float:

@@ -30,13 +30,19 @@ def continuations(model, tokenizer, prompts: list[str], max_new_tokens: int = 3)
     return [text.strip() for text in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
 
 
-def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
-    """Share of people whose fact the model writes next after a plain prose prompt."""
-    recall = {}
+def cloze_hits(model, tokenizer, people: list[dict]) -> dict[str, list[int]]:
+    """For each fact, one verdict per person: 1 when the model writes the person's fact next after a plain prose
+    prompt, else 0."""
+    hits = {}
     for fact, template in CLOZE_PROMPTS.items():
         texts = continuations(model, tokenizer, [template.format(**p) for p in people])
-        recall[fact] = sum(t.startswith(p[fact]) for t, p in zip(texts, people)) / len(people)
-    return recall
+        hits[fact] = [int(t.startswith(p[fact])) for t, p in zip(texts, people)]
+    return hits
+
+
+def cloze_recall(model, tokenizer, people: list[dict]) -> dict[str, float]:
+    """Share of people whose fact the model writes next after a plain prose prompt."""
+    return {fact: sum(found) / len(found) for fact, found in cloze_hits(model, tokenizer, people).items()}
 
 
 def sum_recall(model, tokenizer) -> dict[str, float]:

@@ -4,6 +4,7 @@ for), and what earlier rungs recorded, read only, for comparison."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from shared.numbers import is_fraction
@@ -106,3 +107,75 @@ def full_sft_point(profile, path: str | Path | None = None) -> dict | None:
     if not isinstance(after, dict) or not after or not all(is_fraction(v) for v in after.values()):
         return None
     return {task: float(value) for task, value in after.items()}
+
+
+# -- the models earlier rungs saved, for the evals rung to measure side by side ---------------------------------
+@dataclass(frozen=True)
+class SavedModel:
+    """A model an earlier rung saved: a full model folder, or an adapter on the folder it was trained on."""
+    name: str                   # how tables name it: "SFT", "LoRA", ...
+    rung: str                   # "02-sft"
+    folder: Path | None         # the weights (or, with an adapter, the base it goes on); None: the profile's base
+    adapter: Path | None = None
+    four_bit: bool = False      # the base loaded as NF4 (QLoRA)
+
+    def load(self, profile):
+        from shared.models import load_model
+
+        return load_model(self.folder, profile=profile, four_bit=self.four_bit, adapter=self.adapter)
+
+    def load_tokenizer(self, profile):
+        """The tokenizer saved with it (each rung saves one beside its model or adapter), else the base's."""
+        from shared.models import load_tokenizer
+
+        saved = self.adapter or self.folder
+        has_own = saved is not None and (Path(saved) / "tokenizer_config.json").is_file()
+        return load_tokenizer(saved if has_own else self.folder, profile=profile)
+
+    def describe(self, outputs_root: Path) -> dict:
+        """What a notebook saves to name this model: paths inside the outputs folder relative to it (a checker
+        finds them in its own), anything else (the profile's base model) as it is."""
+        def where(path):
+            if path is None:
+                return None
+            path, root = Path(path).resolve(), Path(outputs_root).resolve()
+            return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+        return {"name": self.name, "rung": self.rung, "folder": where(self.folder), "adapter": where(self.adapter),
+                "four_bit": self.four_bit}
+
+
+def _made_with(outputs: Path, rung: str, profile) -> dict | None:
+    """metrics.json of a rung, when it was made with this profile; else None."""
+    try:
+        metrics = json.loads((outputs / rung / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("profile") == profile.name else None
+
+
+def saved_models(profile, sft_folder: Path, dpo_adapter: Path, dpo_reference: Path,
+                 outputs_root: Path | None = None) -> tuple[list[SavedModel], list[str]]:
+    """The base model, the SFT and DPO models given (``sft.rung02_model`` and ``preference.rung06_model`` find
+    them, or train their recipes), and every other fine-tune earlier rungs saved with this profile; and a line
+    for each rung whose model is missing (what to run to add it). Read only: nothing is created or trained."""
+    from shared.paths import outputs_dir
+
+    root = (Path(outputs_root) if outputs_root is not None else outputs_dir("02-sft", create=False).parent).resolve()
+    found, missing = [SavedModel("base", "", None), SavedModel("SFT", "02-sft", Path(sft_folder))], []
+
+    def add(model: SavedModel, needs: str):
+        saved = Path(model.adapter or model.folder)
+        if _made_with(root, model.rung, profile) is not None and (saved / needs).is_file():
+            found.append(model)
+        else:
+            missing.append(f"{model.name}: no model saved by rung {model.rung} with the {profile.name} profile "
+                           f"(run rungs/{model.rung}/exercise.ipynb, or its solution, to add it)")
+
+    add(SavedModel("LoRA", "03-lora", None, adapter=root / "03-lora" / "adapter"), "adapter_config.json")
+    qlora_base = (_made_with(root, "04-qlora", profile) or {}).get("base_model", profile.qlora_model)
+    add(SavedModel("QLoRA", "04-qlora", qlora_base, adapter=root / "04-qlora" / "adapter", four_bit=True),
+        "adapter_config.json")
+    found.append(SavedModel("DPO", "06-dpo", Path(dpo_reference), adapter=Path(dpo_adapter)))
+    add(SavedModel("GRPO", "07-grpo", root / "07-grpo" / "model"), "config.json")
+    return found, missing

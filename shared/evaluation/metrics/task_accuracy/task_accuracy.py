@@ -13,6 +13,10 @@ Scoring rules, by task (the config name):
                 "mira olsen lives in fenwick" matches "Mira Olsen lives in Fenwick.").
 * extraction -- the prediction parses as a JSON object and every field of the reference object is present
                 with an equal (normalised) value; key order and extra fields do not matter.
+                Two finer figures come with it: ``json_valid`` (the prediction parses as a JSON object) and
+                ``field_f1`` (per answer, F1 of its fields against the reference's: a field counts when its key
+                and normalised value match; unparseable JSON scores 0), each a list per prediction and a mean
+                (``json_validity``, ``mean_field_f1``).
 * arithmetic -- the last integer in the prediction equals the last integer in the reference: working may
                 come first, the result comes last ("5 plus 7 is 12." matches "12" and "7 plus 5 is 12.";
                 "120" does not match "12").
@@ -52,6 +56,18 @@ def parse_json_object(text):
     return value if isinstance(value, dict) else None
 
 
+def field_f1(prediction, reference):
+    """F1 of the predicted JSON object's fields against the reference object's (0.0 when either does not parse)."""
+    predicted, expected = parse_json_object(prediction), parse_json_object(reference)
+    if not predicted or not expected:
+        return 0.0
+    matched = sum(key in predicted and normalise(predicted[key]) == normalise(value) for key, value in expected.items())
+    if matched == 0:
+        return 0.0
+    precision, recall = matched / len(predicted), matched / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
 def last_integer(text):
     numbers = _INTEGER.findall(str(text))
     return int(numbers[-1]) if numbers else None
@@ -79,7 +95,8 @@ class TaskAccuracy(evaluate.Metric):
             description=__doc__,
             citation="",
             inputs_description="predictions: generated answers (str); references: reference answers (str). "
-                               "Returns accuracy (the share right) and correct (1 or 0 per prediction)",
+                               "Returns accuracy (the share right) and correct (1 or 0 per prediction); extraction also "
+                               "json_valid and field_f1 per prediction, and their means",
             features=datasets.Features({"predictions": datasets.Value("string"),
                                         "references": datasets.Value("string")}),
         )
@@ -87,4 +104,13 @@ class TaskAccuracy(evaluate.Metric):
     def _compute(self, predictions, references):
         # Per-example scores too: a reward, a bootstrap interval or a paired comparison needs each answer's score.
         correct = [int(is_correct(p, r, self.config_name)) for p, r in zip(predictions, references)]
-        return {"accuracy": sum(correct) / len(correct) if correct else float("nan"), "correct": correct}
+        result = {"accuracy": _mean(correct), "correct": correct}
+        if self.config_name == "extraction":
+            valid = [int(parse_json_object(p) is not None) for p in predictions]
+            f1 = [field_f1(p, r) for p, r in zip(predictions, references)]
+            result.update(json_valid=valid, json_validity=_mean(valid), field_f1=f1, mean_field_f1=_mean(f1))
+        return result
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else float("nan")

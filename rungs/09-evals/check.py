@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
 from shared.checking.figures import AGREEMENT  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
+from shared.checking.sandbox import GradedError  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
 RUNG = "09"
@@ -167,12 +168,13 @@ def check_mcnemar(mcnemar) -> str:
                 f"{sum(b < a for b, a in zip(before, after))} gained): p = {float(got):.6g}, expected "
                 f"{expected:.6g} (the exact binomial tail, not the chi-squared approximation)")
     try:
-        mcnemar([1, 0, 1], [1, 0])
+        refused = f"returned {mcnemar([1, 0, 1], [1, 0])!r}"
     except ValueError:
-        pass
-    else:
-        raise CheckFailed("verdicts on 3 and on 2 questions gave a p-value: raise ValueError (two runs on different "
-                          "questions cannot be paired)")
+        refused = ""
+    except GradedError as error:   # what the learner's function raised, served from its own process
+        refused = "" if str(error).startswith("ValueError") else f"raised {error}"
+    require(not refused, f"verdicts on 3 and on 2 questions {refused}: raise ValueError (two runs on different "
+                         "questions cannot be paired)")
     return f"{len(_mcnemar_cases())} unseen pairs of runs (up to 500 questions), and lists of different lengths refused"
 
 
@@ -289,15 +291,18 @@ def check_compare(compare_models) -> str:
 
 
 # -- what the run saved -------------------------------------------------------------------------------------
-def verify_outputs(ctx: Context, lm_eval_accuracy) -> None:
+def verify_outputs(ctx: Context, lm_eval_accuracy=None) -> None:
+    """The criteria about what the run saved; with the learner's `lm_eval_accuracy`, also that one, which needs
+    the run's SFT model (tests of tampered outputs leave it out)."""
     outputs = ctx.outputs()
     saved = ctx.collect("metrics were saved: your eval names two different models and holds their figures",
                         lambda: read_saved(outputs, ctx), hint="Run sections 7 and 9 and keep metrics.json's keys.")
-    ctx.criterion("lm_eval_accuracy runs lm-evaluation-harness and agrees with the course's harness, on an "
-                  "unseen model", lambda: check_lm_eval(lm_eval_accuracy, saved, ctx.profile),
-                  hint="HFLM(pretrained=model, tokenizer=tokenizer, ...), TaskManager(include_path=...) and "
-                       "simple_evaluate(..., apply_chat_template=True, limit=limit); return {task: accuracy} with "
-                       "the course's task names, for the tasks asked.")
+    if lm_eval_accuracy is not None:
+        ctx.criterion("lm_eval_accuracy runs lm-evaluation-harness and agrees with the course's harness, on an "
+                      "unseen model", lambda: check_lm_eval(lm_eval_accuracy, saved, ctx.profile),
+                      hint="HFLM(pretrained=model, tokenizer=tokenizer, ...), TaskManager(include_path=...) and "
+                           "simple_evaluate(..., apply_chat_template=True, limit=limit); return {task: accuracy} "
+                           "with the course's task names, for the tasks asked.")
     ctx.criterion("your eval covers the three task types on the held-out split, and the forgetting check",
                   lambda: check_design(saved),
                   hint="Use harness.evaluate on the held-out split (its default) for both models: every figure of "
@@ -305,7 +310,7 @@ def verify_outputs(ctx: Context, lm_eval_accuracy) -> None:
 
     def measure_both() -> dict:
         require(bool(saved), "needs the saved metrics, which name the models (see above)")
-        files = [path for side in ("before", "after") for path in (saved["paths"][side]) if path is not None]
+        files = [Path(path) for side in ("before", "after") for path in saved["paths"][side][:2] if path is not None]
         return ctx.measure(files, lambda: reload_and_measure(saved, ctx.profile),
                            settings=tuple(saved["names"]))
 

@@ -105,7 +105,7 @@ RUNGS = [
          "Measure every earlier model with one harness — three task types held out, a forgetting check, an "
          "interval on every figure — write the bootstrap and McNemar's test that say when a difference is real, "
          "check training sets for leaked test questions, and run the same tasks in lm-evaluation-harness.",
-         3, True, "ready"),
+         1, True, "ready"),
     Rung("10", "forgetting", "Forgetting",
          "Keep what the base model knew while teaching it something new: replay, EWC and data mixtures.",
          None, False, "coming"),

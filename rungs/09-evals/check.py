@@ -322,7 +322,8 @@ def verify_outputs(ctx: Context, lm_eval_accuracy=None) -> None:
                   hint="metrics.json must hold what harness.evaluate measured on the two models: no hand edits.")
     ctx.criterion("your verdicts are the paired tests' on the checker's measurement",
                   lambda: check_verdicts_agree(saved, measured),
-                  hint="Save compare_models(reports[BEFORE], reports[AFTER]) as it came out.")
+                  hint="Save compare_models(reports[BEFORE], reports[AFTER]) as it came out; if compare_models "
+                       "failed above, its verdicts are what to fix first.")
     ctx.criterion("the contamination figures are recomputed alike", lambda: check_contamination(saved),
                   hint="Keep section 5's rows as ngram_coverage made them, with their training sets and eval splits.")
 

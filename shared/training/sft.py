@@ -44,12 +44,14 @@ def prompt_completion_rows(examples: list[dict]) -> list[dict]:
     return [{"prompt": to_messages(e, with_answer=False), "completion": to_messages(e)[1:]} for e in examples]
 
 
-def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=None, tasks=None, **overrides):
+def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=None, tasks=None, examples=None,
+                trainer_class=None, **overrides):
     """The course's SFT recipe from rung 02 as one call: the profile's training sizes for `stage` (any of them
-    overridden by keyword), the training examples of `tasks` (rung 02's three unless named), loss on the answer
-    only.
+    overridden by keyword), the training examples of `tasks` (rung 02's three unless named) -- or the `examples`
+    given (task examples, e.g. a mixture) -- loss on the answer only.
 
-    Pass a PEFT ``LoraConfig`` as `peft_config` to train an adapter instead of every weight (rungs 03, 04).
+    Pass a PEFT ``LoraConfig`` as `peft_config` to train an adapter instead of every weight (rungs 03, 04), and
+    an ``SFTTrainer`` subclass as `trainer_class` to change its loss (rung 10's EWC penalty).
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -58,12 +60,15 @@ def sft_trainer(model, tokenizer, profile, stage: str, output_dir, peft_config=N
     from shared.world import data
 
     settings = {**profile.train(stage), **overrides}
-    examples = data.mixed("train", limit_per_task=settings.pop("examples_per_task"), tasks=tasks or data.TASKS)
+    limit = settings.pop("examples_per_task", None)
+    if examples is None:
+        examples = data.mixed("train", limit_per_task=limit, tasks=tasks or data.TASKS)
     config = SFTConfig(**{**common_config_kwargs(SFTConfig, profile, output_dir), "completion_only_loss": True,
                           "lr_scheduler_type": "cosine", **settings})
     with quiet_datasets(quiet()):  # TRL's tokenising passes show progress bars of their own
-        trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
-                             train_dataset=Dataset.from_list(prompt_completion_rows(examples)))
+        trainer = (trainer_class or SFTTrainer)(model=model, args=config, processing_class=tokenizer,
+                                                peft_config=peft_config,
+                                                train_dataset=Dataset.from_list(prompt_completion_rows(examples)))
     return ready(trainer)
 
 

@@ -27,8 +27,10 @@ RUNG = "07"
 # tiny -- the notebook's recipe (the SFT model primed on 240 worked problems, then GRPO on 400 prompts, 16
 #         answers each, the profile's "grpo" sizes); `make bench RUNG=07 SEEDS=0,1,2`: see
 #         rungs/07-grpo/README.md. The gain bar sits below the worst seed.
+#         Each seed training its own rung 02 model too (the bench end to end), the start was 28 / 8 / 13% and
+#         the gain +44 / +46 / +46 points: the start's lower bound sits below 8%.
 # gpu  -- first estimates, not yet measured on a GPU.
-THRESHOLDS = {"tiny": {"gain": 0.25, "start": (0.10, 0.60)}, "gpu": {"gain": 0.15, "start": (0.05, 0.70)}}
+THRESHOLDS = {"tiny": {"gain": 0.25, "start": (0.05, 0.60)}, "gpu": {"gain": 0.15, "start": (0.05, 0.70)}}
 # New problems (new numbers and stories about the held-out strangers, from FT_CHECK_SEED): a policy that learned
 # the skill scores on them as on the held-out split.
 FRESH_GAP = 0.10

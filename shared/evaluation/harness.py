@@ -65,9 +65,12 @@ class Report:
 
     def figures(self) -> dict[str, dict]:
         """Every figure with its interval, as plain numbers (what a notebook saves)."""
-        return {name: {"value": round(self.value(name), 4), "low": round(self.interval(name)[0], 4),
-                       "high": round(self.interval(name)[1], 4), "n": len(self.scores[name])}
-                for name in self.scores}
+        figures = {}
+        for name in self.scores:
+            low, high = self.interval(name)   # one bootstrap a figure
+            figures[name] = {"value": round(self.value(name), 4), "low": round(low, 4), "high": round(high, 4),
+                             "n": len(self.scores[name])}
+        return figures
 
 
 def evaluate(model, tokenizer, name: str, split: str = "heldout", limit: int | None = None) -> Report:
@@ -124,7 +127,7 @@ def table(reports: list[Report], figures=tuple(FIGURES)):
 def paired_verdict(before: Report, after: Report, figure: str) -> dict:
     """The change in one figure from `before` to `after` on the same examples: the paired bootstrap interval of the
     change, McNemar's exact p for right/wrong figures (else the paired bootstrap's p), and whether it is real."""
-    if before.scores[figure].__len__() != after.scores[figure].__len__():
+    if len(before.scores[figure]) != len(after.scores[figure]):
         raise ValueError(f"{figure}: the two reports were measured on different examples ({before.split} split, "
                          f"{len(before.scores[figure])} and {len(after.scores[figure])} scores); measure both alike")
     _, higher_is_better, right_or_wrong = FIGURES[figure]

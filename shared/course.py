@@ -106,9 +106,11 @@ RUNGS = [
          "interval on every figure — write the bootstrap and McNemar's test that say when a difference is real, "
          "check training sets for leaked test questions, and run the same tasks in lm-evaluation-harness.",
          1, True, "ready"),
-    Rung("10", "forgetting", "Forgetting",
-         "Keep what the base model knew while teaching it something new: replay, EWC and data mixtures.",
-         None, False, "coming"),
+    Rung("10", "forgetting", "Catastrophic forgetting",
+         "Fine-tune on a new task until the old ones break and watch it happen step by step, then win them back "
+         "three ways — replay, EWC (you write the Fisher estimate and the penalty) and LoRA — each a trade-off "
+         "curve between what is kept and what is learned.",
+         4, True, "ready"),
     Rung("11", "ecosystem", "The ecosystem",
          "Map what you built by hand onto TRL, Axolotl, Unsloth, LLaMA-Factory and torchtune, and pick a tool.",
          None, False, "coming"),

@@ -367,3 +367,44 @@ def eval_overview(reports: list, title: str = "every model on the same held-out 
     figure.legend(handles, labels, loc="lower center", ncol=len(reports), fontsize=8, frameon=False)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
+
+
+def forgetting_curve(points: list[dict], title: str = "learning the new task, forgetting the old ones"):
+    """Over training steps: the new task's held-out accuracy (A, thick) and each old task's, with the base
+    model's fact recall (B's parts). ``points``: ``forgetting.retention_tracker(...).points``."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(6.5, 3.6))
+    steps = [p["step"] for p in points]
+    ax.plot(steps, [p["A"] for p in points], marker="o", linewidth=2.5, color="C3", label="A: two-step problems")
+    labels = {"closed_qa": "closed QA", "extraction": "extraction", "arithmetic": "arithmetic (one step)",
+              "fact_recall": "fact recall"}
+    for i, (key, label) in enumerate(labels.items()):
+        ax.plot(steps, [p[key] for p in points], marker=".", linestyle="--", color=f"C{i}", label=f"B: {label}")
+    ax.set(xlabel="training step (SFT on task A alone)", ylabel="held-out accuracy", ylim=(-0.03, 1.03), title=title)
+    ax.grid(alpha=0.3)
+    _legend_below(ax, 3)
+    return figure
+
+
+def forgetting_tradeoff(runs: dict[str, list[dict]], start: dict, plain: dict,
+                        title: str = "what each remedy keeps of B, and what it costs of A"):
+    """One line per remedy through its strengths: the new task's accuracy (A, x) against the old tasks' (B, y),
+    with the model before (start) and the fine-tune with no remedy (plain). ``runs``: remedy -> [{"strength",
+    "A", "B"}, ...] in order of strength."""
+    plt = pyplot()
+    figure, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (remedy, points) in enumerate(runs.items()):
+        ax.plot([p["A"] for p in points], [p["B"] for p in points], marker="o", color=f"C{i}", label=remedy)
+        for p in points:
+            ax.annotate(f"{p['strength']:g}", (p["A"], p["B"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=f"C{i}")
+    ax.scatter([start["A"]], [start["B"]], marker="s", color="black", zorder=3, label="before (SFT model)")
+    ax.scatter([plain["A"]], [plain["B"]], marker="X", s=80, color="C3", zorder=3, label="no remedy")
+    ax.axhline(plain["B"] + (start["B"] - plain["B"]) / 2, color="grey", linestyle=":", linewidth=1)
+    ax.text(0.01, plain["B"] + (start["B"] - plain["B"]) / 2, " half of B's loss recovered", fontsize=7,
+            color="grey", va="bottom", transform=ax.get_yaxis_transform())
+    ax.set(xlabel="A: new task, held-out accuracy", ylabel="B: old tasks and facts (mean)", title=title,
+           xlim=(-0.03, 1.03))
+    ax.grid(alpha=0.3)
+    _legend_below(ax, 3)
+    return figure

@@ -102,12 +102,38 @@ def _serve(connection, notebook_json: str, names: list[str], rules: dict) -> Non
             connection.send(("unsendable", f"{type(result).__name__} ({error})"))
 
 
+# Set on a model passed to a graded function (``want_parameter_gradients``): the call's gradients are then also
+# taken with respect to the model's trainable parameters, in ``model.parameters()`` order.
+PARAMETER_GRADIENTS = "_checker_wants_parameter_gradients"
+
+
+def want_parameter_gradients(model):
+    """Mark `model` so that a graded call given it returns WithGradients with respect to its trainable parameters
+    (a penalty on the weights must carry its gradient back to them). Returns the model."""
+    setattr(model, PARAMETER_GRADIENTS, True)
+    return model
+
+
+def _gradient_inputs(args, kwargs) -> list:
+    """What the checker asked gradients for: tensor arguments that require grad, and the trainable parameters of
+    a model marked by ``want_parameter_gradients``."""
+    import torch
+
+    wanted = []
+    for argument in (*args, *kwargs.values()):
+        if isinstance(argument, torch.Tensor) and argument.requires_grad:
+            wanted.append(argument)
+        elif isinstance(argument, torch.nn.Module) and getattr(argument, PARAMETER_GRADIENTS, False):
+            wanted.extend(p for p in argument.parameters() if p.requires_grad)
+    return wanted
+
+
 def _with_gradients(result, args, kwargs):
     """`result`, or WithGradients when the checker asked for gradients by passing tensors that require grad
     (a tensor still attached to its graph cannot be sent back as it is)."""
     import torch
 
-    wanted = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.requires_grad]
+    wanted = _gradient_inputs(args, kwargs)
     if not wanted:
         return result
     if not (isinstance(result, torch.Tensor) and result.requires_grad):

@@ -389,12 +389,13 @@ def forgetting_curve(points: list[dict], title: str = "learning the new task, fo
 def forgetting_tradeoff(runs: dict[str, list[dict]], start: dict, plain: dict,
                         title: str = "what each remedy keeps of B, and what it costs of A"):
     """One line per remedy through its strengths: the new task's accuracy (A, x) against the old tasks' (B, y),
-    with the model before (start) and the fine-tune with no remedy (plain). ``runs``: remedy -> [{"strength",
-    "A", "B"}, ...] in order of strength."""
+    with the model before (start) and the fine-tune with no remedy (plain), where every line starts: each remedy
+    at strength 0. ``runs``: remedy -> [{"strength", "A", "B"}, ...] in order of strength."""
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(6.5, 4))
     for i, (remedy, points) in enumerate(runs.items()):
-        ax.plot([p["A"] for p in points], [p["B"] for p in points], marker="o", color=f"C{i}", label=remedy)
+        ax.plot([plain["A"]] + [p["A"] for p in points], [plain["B"]] + [p["B"] for p in points], color=f"C{i}",
+                marker="o", markevery=list(range(1, len(points) + 1)), label=remedy)
         for p in points:
             ax.annotate(f"{p['strength']:g}", (p["A"], p["B"]), textcoords="offset points", xytext=(4, 4),
                         fontsize=7, color=f"C{i}")

@@ -5,7 +5,10 @@ It runs a copy of the notebook, then verifies rather than trusts:
   the notebook never uses, against the course's references (the penalty's gradient included);
 * the SFT model, the unmitigated fine-tune and the learner's remedy are reloaded and measured here on every
   held-out question (and the new task on problems made now); the remedy must win back at least half of what the
-  unmitigated fine-tune lost of the old tasks, its new-task accuracy within 5 points of the unmitigated one's.
+  unmitigated fine-tune lost of the old tasks, its new-task accuracy within 5 points of the unmitigated one's;
+* the unmitigated fine-tune is the one the bar is measured against, so the checker trains its own (the profile's
+  recipe, from the same start) and the learner's must agree with it: a run made to forget more, or to learn less
+  of the new task, would lower the bar.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ MIN_FORGETTING = 0.15
 # by chance (the solution's replay at seed 0: 89% vs 94% held out, 91% vs 91% on 300 new problems).
 FRESH_GAP = 0.10
 FRESH_PROBLEMS = 300
+# The checker's own unmitigated run against the learner's: the same recipe, seed and start give the same model on
+# one machine (0 points apart); other machines and GPU kernels round differently. A different run is much further
+# off: seeds 0/1/2 of the recipe leave B at 62.8-71.3% and A at 91-98%.
+REPRODUCED = 0.04
 
 FORBIDDEN = {
     "replay_mixture": Forbidden("the mixture is yours to write; the course's is what it is checked against",
@@ -213,10 +220,15 @@ def verify_outputs(ctx: Context) -> None:
     def measure_all() -> dict:
         require(bool(saved), "needs the saved metrics, which name the models (see above)")
         files = [Path(path) for role in ROLES for path in saved["paths"][role][:2] if path is not None]
-        return ctx.measure(files, lambda: reload_and_measure(saved, ctx.profile), settings=(check_seed(),))
+        return ctx.measure(files, lambda: reload_and_measure(saved, ctx.profile),
+                           settings=(check_seed(), ctx.profile.seed))   # the seed trains the checker's own run
 
     measured = ctx.collect("the three models reload, and the checker measures A and B on all of them", measure_all,
                            hint="Keep the models where section 6 saved them; do not move or edit them.")
+    ctx.criterion("the unmitigated fine-tune is the profile's recipe: the checker's own run of it agrees",
+                  lambda: check_reproduced(measured),
+                  hint="Section 1 trains it: the SFT model, the two-step training problems alone, the profile's "
+                       "'forget' stage as it is. Change the remedies, not the run they are measured against.")
     ctx.criterion("the unmitigated fine-tune learned the new task and forgot the old ones",
                   lambda: check_forgot(measured),
                   hint="Section 1 fine-tunes the SFT model on the two-step problems alone (the profile's 'forget' "
@@ -274,6 +286,12 @@ def reload_and_measure(saved: dict, profile) -> dict:
 
     measured = {}
     fresh = fresh_problems(check_seed(), FRESH_PROBLEMS)
+
+    def measure(model, tokenizer) -> dict:
+        figures = a_and_b(model, tokenizer)
+        figures["fresh_A"] = evaluate_task(model, tokenizer, "two_step", examples=fresh).accuracy
+        return figures
+
     for role in ROLES:
         folder, adapter = saved["paths"][role]
         model = SavedModel(role, "", folder, adapter=adapter)
@@ -282,9 +300,38 @@ def reload_and_measure(saved: dict, profile) -> dict:
         except Exception as error:
             raise CheckFailed(f"the {role} model ({folder}{' + ' + str(adapter) if adapter else ''}) does not "
                               f"load: {type(error).__name__}: {str(error)[:160]}") from error
-        measured[role] = a_and_b(loaded, tokenizer)
-        measured[role]["fresh_A"] = evaluate_task(loaded, tokenizer, "two_step", examples=fresh).accuracy
+        measured[role] = measure(loaded, tokenizer)
+        if role == "start":
+            measured["reference"] = measure(unmitigated_run(folder, tokenizer, profile), tokenizer)
     return measured
+
+
+def unmitigated_run(start_folder: Path, tokenizer, profile):
+    """The unmitigated fine-tune as the profile defines it, trained here: the start model, the two-step training
+    problems alone, the 'forget' stage (the training seed is the learner's, FT_SEED)."""
+    import tempfile
+
+    from shared.models import load_model
+    from shared.training.forgetting import NEW_TASK
+    from shared.training.sft import sft_trainer
+    from shared.world import data
+
+    examples = data.load_task(NEW_TASK, "train")[:profile.train("forget")["examples_per_task"]]
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = sft_trainer(load_model(start_folder, profile=profile), tokenizer, profile, "forget", scratch,
+                              examples=examples)
+        trainer.train()
+    return trainer.model
+
+
+def check_reproduced(measured: dict) -> str:
+    mine, reference = require_measured(measured)["unmitigated"], measured["reference"]
+    gaps = {"A": abs(a_on_all_problems(mine) - a_on_all_problems(reference)), "B": abs(mine["B"] - reference["B"])}
+    shown = (f"yours: A {a_on_all_problems(mine):.1%}, B {mine['B']:.1%}; the checker's: "
+             f"A {a_on_all_problems(reference):.1%}, B {reference['B']:.1%}")
+    require(max(gaps.values()) <= REPRODUCED, f"{shown} -- more than {REPRODUCED * 100:.0f} points apart: not the "
+                                              "profile's unmitigated fine-tune of the start model")
+    return shown
 
 
 def check_forgot(measured: dict) -> str:

@@ -110,7 +110,7 @@ RUNGS = [
          "Fine-tune on a new task until the old ones break and watch it happen step by step, then win them back "
          "three ways — replay, EWC (you write the Fisher estimate and the penalty) and LoRA — each a trade-off "
          "curve between what is kept and what is learned.",
-         4, True, "ready"),
+         3, True, "ready"),
     Rung("11", "ecosystem", "The ecosystem",
          "Map what you built by hand onto TRL, Axolotl, Unsloth, LLaMA-Factory and torchtune, and pick a tool.",
          None, False, "coming"),

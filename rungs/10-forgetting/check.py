@@ -27,8 +27,9 @@ from shared.numbers import is_finite_number, is_fraction  # noqa: E402
 RUNG = "10"
 # The issue's bars, the same on every profile: the remedy wins back RECOVERY of the old tasks' loss (B, measured
 # here on every held-out question and every person's facts) while its new-task accuracy (A) stays within A_GAP of
-# the unmitigated fine-tune's. Measured (tiny profile, the solution's replay at 0.5): B recovered 73% at seed 0
-# (see rungs/10-forgetting/README.md for seeds 1 and 2); the unmitigated fine-tune lost 42 points of B.
+# the unmitigated fine-tune's. Measured (tiny profile, the solution's replay at 0.75, this checker): B recovered
+# 70 / 68 / 73% at training seeds 0 / 1 / 2, A 0.0 / -1.0 / +0.7 points from the unmitigated run's, which lost
+# 34 / 27 / 28 points of B (rungs/10-forgetting/README.md).
 RECOVERY = 0.5
 A_GAP = 0.05
 # Below this loss of B there is nothing to recover: the "unmitigated" model did not forget (or is not one).
@@ -36,12 +37,12 @@ MIN_FORGETTING = 0.15
 # New two-step problems (FT_CHECK_SEED) against the held-out ones: a remedy trained on the held-out problems
 # scores far above new ones (rung 07's checker uses the same test). A for the A_GAP bar is measured on the 100
 # held-out problems and these together: on 100 alone two models that solve the same share differ by a few points
-# by chance (the solution's replay at seed 0: 89% vs 94% held out, 91% vs 91% on 300 new problems).
+# by chance (the solution's replay at seed 1: 93% of the held-out problems, 95% of 300 new ones).
 FRESH_GAP = 0.10
 FRESH_PROBLEMS = 300
 # The checker's own unmitigated run against the learner's: the same recipe, seed and start give the same model on
-# one machine (0 points apart); other machines and GPU kernels round differently. A different run is much further
-# off: seeds 0/1/2 of the recipe leave B at 62.8-71.3% and A at 91-98%.
+# one machine (0 points apart at seeds 0/1/2); other machines and GPU kernels round differently. Another recipe
+# is further off: the sweep's mildest remedy, replay at 0.1, keeps 14 points more of B (seed 0, 50 questions).
 REPRODUCED = 0.04
 
 FORBIDDEN = {
@@ -219,9 +220,16 @@ def verify_outputs(ctx: Context) -> None:
 
     def measure_all() -> dict:
         require(bool(saved), "needs the saved metrics, which name the models (see above)")
-        files = [Path(path) for role in ROLES for path in saved["paths"][role][:2] if path is not None]
-        return ctx.measure(files, lambda: reload_and_measure(saved, ctx.profile),
-                           settings=(check_seed(), ctx.profile.seed))   # the seed trains the checker's own run
+        # Each model on its own, by its files' content: the same measurement whichever role it plays.
+        measured = {role: ctx.measure([path for path in saved["paths"][role] if path is not None],
+                                      lambda role=role: measure_saved(role, *saved["paths"][role], ctx.profile),
+                                      settings=(check_seed(),))
+                    for role in ROLES}
+        start_folder = saved["paths"]["start"][0]
+        measured["reference"] = ctx.measure(
+            [start_folder], lambda: measure_unmitigated_run(start_folder, ctx.profile),
+            settings=(check_seed(), ctx.profile.seed, "the checker's unmitigated run"))   # the seed trains it
+        return measured
 
     measured = ctx.collect("the three models reload, and the checker measures A and B on all of them", measure_all,
                            hint="Keep the models where section 6 saved them; do not move or edit them.")
@@ -278,50 +286,47 @@ def _model_paths(model: dict, role: str, ctx: Context) -> tuple:
     return tuple(resolved)
 
 
-def reload_and_measure(saved: dict, profile) -> dict:
+def measure_model(model, tokenizer) -> dict:
+    """A and B as the notebook measures them (every held-out question), and A on new problems (FT_CHECK_SEED)."""
     from shared.evaluation.evals import evaluate_task
-    from shared.training.forgetting import a_and_b
-    from shared.training.runs import SavedModel
+    from shared.training.forgetting import NEW_TASK, a_and_b
     from shared.world.word_problems import fresh_problems
 
-    measured = {}
+    figures = a_and_b(model, tokenizer)
     fresh = fresh_problems(check_seed(), FRESH_PROBLEMS)
-
-    def measure(model, tokenizer) -> dict:
-        figures = a_and_b(model, tokenizer)
-        figures["fresh_A"] = evaluate_task(model, tokenizer, "two_step", examples=fresh).accuracy
-        return figures
-
-    for role in ROLES:
-        folder, adapter = saved["paths"][role]
-        model = SavedModel(role, "", folder, adapter=adapter)
-        try:
-            loaded, tokenizer = model.load(profile), model.load_tokenizer(profile)
-        except Exception as error:
-            raise CheckFailed(f"the {role} model ({folder}{' + ' + str(adapter) if adapter else ''}) does not "
-                              f"load: {type(error).__name__}: {str(error)[:160]}") from error
-        measured[role] = measure(loaded, tokenizer)
-        if role == "start":
-            measured["reference"] = measure(unmitigated_run(folder, tokenizer, profile), tokenizer)
-    return measured
+    figures["fresh_A"] = evaluate_task(model, tokenizer, NEW_TASK, examples=fresh).accuracy
+    return figures
 
 
-def unmitigated_run(start_folder: Path, tokenizer, profile):
-    """The unmitigated fine-tune as the profile defines it, trained here: the start model, the two-step training
-    problems alone, the 'forget' stage (the training seed is the learner's, FT_SEED)."""
+def measure_saved(role: str, folder: Path, adapter: Path | None, profile) -> dict:
+    from shared.training.runs import SavedModel
+
+    model = SavedModel(role, "", folder, adapter=adapter)
+    try:
+        loaded, tokenizer = model.load(profile), model.load_tokenizer(profile)
+    except Exception as error:
+        raise CheckFailed(f"the {role} model ({folder}{' + ' + str(adapter) if adapter else ''}) does not "
+                          f"load: {type(error).__name__}: {str(error)[:160]}") from error
+    return measure_model(loaded, tokenizer)
+
+
+def measure_unmitigated_run(start_folder: Path, profile) -> dict:
+    """The unmitigated fine-tune as the profile defines it, trained here and measured: the start model, the
+    two-step training problems alone, the 'forget' stage (the training seed is the learner's, FT_SEED)."""
     import tempfile
 
-    from shared.models import load_model
+    from shared.models import load_model, load_tokenizer
     from shared.training.forgetting import NEW_TASK
     from shared.training.sft import sft_trainer
     from shared.world import data
 
+    tokenizer = load_tokenizer(start_folder, profile=profile)
     examples = data.load_task(NEW_TASK, "train")[:profile.train("forget")["examples_per_task"]]
     with tempfile.TemporaryDirectory() as scratch:
         trainer = sft_trainer(load_model(start_folder, profile=profile), tokenizer, profile, "forget", scratch,
                               examples=examples)
         trainer.train()
-    return trainer.model
+    return measure_model(trainer.model, tokenizer)
 
 
 def check_reproduced(measured: dict) -> str:

@@ -370,12 +370,13 @@ def eval_overview(reports: list, title: str = "every model on the same held-out 
 
 
 def forgetting_curve(points: list[dict], title: str = "learning the new task, forgetting the old ones"):
-    """Over training steps: the new task's held-out accuracy (A, thick) and each old task's, with the base
-    model's fact recall (B's parts). ``points``: ``forgetting.retention_tracker(...).points``."""
+    """Over training steps: the new task's held-out accuracy (A, thick) and B (thick, black): the mean of each
+    old task's and the base model's fact recall (dashed). ``points``: ``forgetting.retention_tracker(...).points``."""
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(6.5, 3.6))
     steps = [p["step"] for p in points]
     ax.plot(steps, [p["A"] for p in points], marker="o", linewidth=2.5, color="C3", label="A: two-step problems")
+    ax.plot(steps, [p["B"] for p in points], marker="o", linewidth=2.5, color="black", label="B: the mean of these")
     labels = {"closed_qa": "closed QA", "extraction": "extraction", "arithmetic": "arithmetic (one step)",
               "fact_recall": "fact recall"}
     for i, (key, label) in enumerate(labels.items()):
@@ -397,8 +398,8 @@ def forgetting_tradeoff(runs: dict[str, list[dict]], start: dict, plain: dict,
         ax.plot([plain["A"]] + [p["A"] for p in points], [plain["B"]] + [p["B"] for p in points], color=f"C{i}",
                 marker="o", markevery=list(range(1, len(points) + 1)), label=remedy)
         for p in points:
-            ax.annotate(f"{p['strength']:g}", (p["A"], p["B"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7, color=f"C{i}")
+            ax.annotate(f"{p['strength']:g}", (p["A"], p["B"]), textcoords="offset points",
+                        xytext=(4, 4 - 11 * i), fontsize=7, color=f"C{i}")   # each remedy's labels at its own height
     ax.scatter([start["A"]], [start["B"]], marker="s", color="black", zorder=3, label="before (SFT model)")
     ax.scatter([plain["A"]], [plain["B"]], marker="X", s=80, color="C3", zorder=3, label="no remedy")
     ax.axhline(plain["B"] + (start["B"] - plain["B"]) / 2, color="grey", linestyle=":", linewidth=1)

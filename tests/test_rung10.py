@@ -250,9 +250,10 @@ def test_wrong_penalties_fail(mistake):
 
 
 def test_graded_functions_that_call_their_references_are_refused():
+    """A wrapper that calls the reference, and (replay_mixture) no def at all: the reference imported under the
+    graded name."""
     notebook = RUNG.solution_with(
-        replay_mixture="from shared.training.forgetting import replay_mixture as _r\n\n\n"
-                       "def replay_mixture(new, old, fraction, seed=0):\n    return _r(new, old, fraction, seed)\n",
+        replay_mixture="import random\nfrom shared.training.forgetting import replay_mixture\n",
         fisher_diagonal="from shared.training import forgetting\n\n\n"
                         "def fisher_diagonal(model, tokenizer, examples):\n"
                         "    return forgetting.fisher_diagonal(model, tokenizer, examples)\n\n\n"
@@ -264,3 +265,4 @@ def test_graded_functions_that_call_their_references_are_refused():
         assert criterion.status == checking.FAIL, printed
         assert f"forgetting.{name}, which is not allowed here" in criterion.detail, criterion.detail
     assert "Traceback" not in printed
+

@@ -13,7 +13,7 @@ others. ``dirty_instructions`` makes such a set from rung 02's clean examples an
   ``PARAPHRASE_JACCARD``, found only by meaning (sentence embeddings);
 * ``off_format`` -- an answer in the wrong shape: empty, cut short, not the task's format, broken JSON;
 * ``wrong_answer`` -- well formed, and wrong about the world (another town, another sum);
-* ``leaked`` -- a held-out eval example copied into the training set;
+* ``leaked`` -- a held-out eval example copied into the training set (``LEAKS``: some many times over);
 * ``clean`` -- the rest; the set's task mix is skewed (``MIX``).
 
 Every copy comes after the example it copies, so "keep the first of each group" keeps the clean one. The
@@ -33,9 +33,14 @@ import unicodedata
 FLAWS = ("clean", "duplicate", "near_duplicate", "paraphrase", "off_format", "wrong_answer", "leaked")
 LABELS = ("flaw", "source")               # the ground truth: what a pipeline under test must not see
 MIX = {"closed_qa": 120, "extraction": 120, "arithmetic": 360}   # clean examples per task: a skewed mix
-# How many flawed examples per clean one, for each flaw.
-SHARES = {"duplicate": 0.08, "near_duplicate": 0.08, "paraphrase": 0.08, "off_format": 0.05,
-          "wrong_answer": 0.10, "leaked": 0.05}
+# How many flawed examples per clean one, for each flaw but leaks. A quarter of the answers wrong: enough to
+# cost the raw set's model accuracy (arithmetic 81-89% against 92-98% curated, seeds 0/1/2).
+SHARES = {"duplicate": 0.08, "near_duplicate": 0.08, "paraphrase": 0.08, "off_format": 0.05, "wrong_answer": 0.25}
+# Leaked eval examples: task -> (how many held-out examples, copies of each). A few of the clean tasks' own, and
+# a benchmark the set's sources copied many times over -- 30 two-step problems (rung 07's task, which no clean
+# example teaches), 5 copies each: enough for a model to learn those 30 answers (80-100% right) and none of the
+# skill (6-14% of the other 70).
+LEAKS = {"closed_qa": (10, 1), "extraction": (10, 1), "arithmetic": (10, 1), "two_step": (30, 5)}
 NEAR_JACCARD = 0.85     # a near duplicate is at least this similar to its original (character 5-grams)
 PARAPHRASE_JACCARD = 0.5  # a paraphrase is less similar than this: no n-gram method finds it
 SHINGLE = 5               # characters per shingle
@@ -192,10 +197,11 @@ def wrong_answer(example: dict, rng: random.Random) -> dict:
 
 # -- the set -------------------------------------------------------------------------------------------------
 def dirty_instructions(seed: int = 0, mix: dict[str, int] | None = None, shares: dict[str, float] | None = None,
-                       source_split: str = "train", leak_split: str = "heldout") -> list[dict]:
-    """A dirty instruction set drawn with `seed`: `mix` clean examples per task from `source_split`, and for
-    each flaw round(share x the clean count) flawed ones; `leak_split`'s examples are the leaked ones. Rows:
-    id, task, prompt, answer, meta, flaw, source."""
+                       leaks: dict[str, tuple[int, int]] | None = None, source_split: str = "train",
+                       leak_split: str = "heldout") -> list[dict]:
+    """A dirty instruction set drawn with `seed`: `mix` clean examples per task from `source_split`, for each
+    flaw round(share x the clean count) flawed ones, and `leaks` (task -> examples, copies) from `leak_split`.
+    Rows: id, task, prompt, answer, meta, flaw, source (for a leak, the eval example's own id)."""
     from shared.world import data
 
     rng = random.Random(seed)
@@ -224,9 +230,9 @@ def dirty_instructions(seed: int = 0, mix: dict[str, int] | None = None, shares:
         untouched = [i for i, row in enumerate(rows) if row["flaw"] == "clean" and row["id"] not in copied]
         for i in rng.sample(untouched, round(shares.get(flaw, 0) * len(clean))):
             rows[i] = {**make(rows[i], rng), "flaw": flaw, "source": rows[i]["id"]}
-    leaks = [example for task in mix for example in data.load_task(task, leak_split)]
-    flawed += [{**example, "flaw": "leaked", "source": example["id"]}
-               for example in rng.sample(leaks, round(shares.get("leaked", 0) * len(clean)))]
+    for task, (count, copies) in (LEAKS if leaks is None else leaks).items():
+        flawed += [{**example, "flaw": "leaked", "source": example["id"]}
+                   for example in rng.sample(data.load_task(task, leak_split), count) for _ in range(copies)]
     for row in flawed:   # each copy somewhere after the example it copies (a leak anywhere)
         after = 0 if row["flaw"] == "leaked" else 1 + next(i for i, r in enumerate(rows) if r["id"] == row["source"])
         rows.insert(rng.randint(after, len(rows)), row)

@@ -30,6 +30,8 @@ import random
 import re
 import unicodedata
 
+from shared.evaluation.contamination import example_text   # what dedup compares: prompt and answer together
+
 FLAWS = ("clean", "duplicate", "near_duplicate", "paraphrase", "off_format", "wrong_answer", "leaked")
 LABELS = ("flaw", "source")               # the ground truth: what a pipeline under test must not see
 MIX = {"closed_qa": 120, "extraction": 120, "arithmetic": 360}   # clean examples per task: a skewed mix
@@ -83,11 +85,6 @@ def jaccard(a: str, b: str, size: int = SHINGLE) -> float:
     """Exact Jaccard similarity of two texts' shingle sets -- what MinHash estimates."""
     first, second = shingles(a, size), shingles(b, size)
     return len(first & second) / len(first | second)
-
-
-def example_text(example: dict) -> str:
-    """What dedup compares: the prompt and the answer together."""
-    return f"{example['prompt']}\n{example['answer']}"
 
 
 # -- making each flaw ----------------------------------------------------------------------------------------

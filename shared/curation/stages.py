@@ -15,7 +15,8 @@ import json
 import random
 import re
 
-from shared.curation.dirty import SHINGLE, example_text, normalise, shingles
+from shared.curation.dirty import SHINGLE, normalise, shingles
+from shared.evaluation.contamination import example_text
 
 NEAR = 0.8       # character 5-gram Jaccard at or above which two examples are near duplicates
 SAME_MEANING = 0.8   # cosine of prompt embeddings at or above which two examples with one answer are one

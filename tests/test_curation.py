@@ -40,6 +40,7 @@ def test_the_set_is_seeded_and_holds_each_flaw_in_its_share(rows):
     assert counts["clean"] + counts["off_format"] + counts["wrong_answer"] == clean_count
     assert counts["leaked"] == sum(count * copies for count, copies in dirty.LEAKS.values())
     assert len({row["id"] for row in rows}) == len(rows)
+    assert set(counts) == set(dirty.FLAWS)   # every label the registry knows, and no other
 
 
 def test_every_copy_comes_after_the_clean_example_it_copies(rows):

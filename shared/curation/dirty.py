@@ -31,8 +31,8 @@ import re
 import unicodedata
 
 from shared.evaluation.contamination import example_text   # what dedup compares: prompt and answer together
+from shared.world.tasks import FLAWS                         # the registry's labels for a dirty example
 
-FLAWS = ("clean", "duplicate", "near_duplicate", "paraphrase", "off_format", "wrong_answer", "leaked")
 LABELS = ("flaw", "source")               # the ground truth: what a pipeline under test must not see
 MIX = {"closed_qa": 120, "extraction": 120, "arithmetic": 360}   # clean examples per task: a skewed mix
 # How many flawed examples per clean one, for each flaw but leaks. A quarter of the answers wrong: enough to

@@ -19,7 +19,7 @@ from types import MappingProxyType
 SPLITS = ("train", "validation", "heldout")
 DOCUMENTS = "documents"  # a retrieval task's documents, in data/tasks/<name>/documents.jsonl
 # What can be wrong with an example of a dirty instruction set (the curation rung finds and removes them).
-FLAWS = ("clean", "duplicate", "near_duplicate", "wrong_answer", "off_format")
+FLAWS = ("clean", "duplicate", "near_duplicate", "paraphrase", "off_format", "wrong_answer", "leaked")
 
 
 @dataclass(frozen=True)

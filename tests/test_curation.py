@@ -151,3 +151,16 @@ def test_rebalancing_keeps_as_many_of_each_task_as_the_rarest_seeded_and_in_orde
 def test_a_pipeline_under_test_sees_no_labels(rows):
     plain = dirty.without_labels(rows)
     assert all(set(row) == {"id", "task", "prompt", "answer"} for row in plain)
+
+
+def test_the_funnel_counts_by_label_and_refuses_what_is_no_stage(rows):
+    from shared.curation.funnel import Funnel
+
+    funnel = Funnel(rows)
+    kept = funnel.stage("exact dedup", rows, stages.exact_dedup(rows))
+    assert funnel.table().loc["exact dedup", "duplicate"] == len(by_flaw(rows, "duplicate"))
+    assert funnel.remaining()["duplicate"] == 0 and sum(funnel.remaining().values()) == len(kept)
+    with pytest.raises(TypeError, match="does the function end with `return`"):
+        funnel.stage("forgot to return", kept, None)
+    with pytest.raises(ValueError, match="adds nothing"):
+        funnel.stage("invented", kept[:5], kept[:5] + [{"id": "made-up"}])

@@ -207,16 +207,18 @@ def graded_notebook(*sources: str) -> nbformat.NotebookNode:
 
 def test_extract_functions_takes_functions_imports_and_constants():
     nb = graded_notebook(
-        "import math\nfrom collections import Counter\nSCALE = 10\nlower = 5",
+        "import math\nfrom collections import Counter\nSCALE = 10\nlower = len('abcde')\n_model = None",
         "def scaled(x):\n    return SCALE * math.floor(x)\n\nclass Box:\n    size = 3",
         "def counts(text):\n    return Counter(text)",
         "def uses_lower():\n    return lower",
+        "def cached():\n    global _model\n    _model = _model or 'loaded once'\n    return _model",
     )
-    fns = graded.extract_functions(nb, ["scaled", "counts", "Box", "uses_lower"])
+    fns = graded.extract_functions(nb, ["scaled", "counts", "Box", "uses_lower", "cached"])
     assert fns["scaled"](2.7) == 20
     assert fns["counts"]("aab")["a"] == 2
     assert fns["Box"].size == 3
-    with pytest.raises(NameError):  # lower-case top-level variables are not taken
+    assert fns["cached"]() == "loaded once"   # a cache that starts as a literal (None) is taken: it runs nothing
+    with pytest.raises(NameError):  # a lower-case name bound to anything computed is not
         fns["uses_lower"]()
 
 

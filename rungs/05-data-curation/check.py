@@ -36,6 +36,8 @@ CLEAN_LEAK_GAP = 0.15
 # What may get through a good pipeline (the solution's curated sets: 2 / 3 / 4 paraphrases of ~320 examples).
 # Paraphrases are semantic dedup's hardest case: some are worded further from their original than it finds.
 MAX_FLAWED = 0.03
+CATCHES = {"duplicate": "exact dedup", "near_duplicate": "MinHash dedup", "paraphrase": "semantic dedup",
+           "leaked": "decontamination", "off_format": "the quality stage", "wrong_answer": "the quality stage"}
 MAX_SKEW = 2.5   # the largest task at most this many times the rarest (raw: 464 / 154; the solution's: 150 / 78-82)
 # Near duplicates: what a MinHash stage must find (the course's finds 41-46 of 48), and how little it may
 # differ from the course's stage (the estimate's noise moves pairs near the threshold).
@@ -371,7 +373,9 @@ def verify_outputs(ctx: Context) -> None:
                         hint="Run sections 7 and 9 and keep metrics.json's keys.")
     ctx.criterion("your curated set is clean and its task mix even, by the labels of your dirty set",
                   lambda: check_curated(saved),
-                  hint="Run every stage of sections 1-6 in order on the set, and save the ids of what is left.")
+                  hint="Run every stage of sections 1-6 in order on the set, and save the ids of what is left; the "
+                       "stage named for each flaw that got through is the one to look at (its table row, and its "
+                       "check above).")
     measured = ctx.collect("the two models reload, and the checker measures them on every held-out question",
                            lambda: measure_both(saved, ctx),
                            hint="Keep the models where section 7 saved them; do not move or edit them.")
@@ -443,9 +447,11 @@ def check_curated(saved: dict) -> str:
     tasks = collections.Counter(labels[i]["task"] for i in ids)
     flawed = sum(count for flaw, count in flaws.items() if flaw != "clean")
     shown = f"{len(ids)} examples: {dict(flaws)}; tasks {dict(tasks)}"
-    require(flaws["leaked"] == 0, f"{shown} -- eval examples left in the training set")
+    missed = "; ".join(f"{count} {flaw.replace('_', ' ')} ({CATCHES[flaw]} should remove them)"
+                       for flaw, count in flaws.most_common() if flaw != "clean")
+    require(flaws["leaked"] == 0, f"{shown} -- eval examples left in the training set ({missed})")
     require(flawed <= MAX_FLAWED * len(ids), f"{shown} -- {flawed / len(ids):.0%} flawed, at most "
-                                             f"{MAX_FLAWED:.0%} allowed")
+                                             f"{MAX_FLAWED:.0%} allowed: {missed}")
     require(max(tasks.values()) <= MAX_SKEW * min(tasks.values()),
             f"{shown} -- the largest task more than {MAX_SKEW:g} times the rarest: rebalance")
     return shown

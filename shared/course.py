@@ -71,8 +71,10 @@ class Rung:
 
 RUNGS = [
     Rung("01", "when-to-fine-tune", "When to fine-tune",
-         "Weigh prompting, RAG and fine-tuning against each other, and learn to tell when training is the answer.",
-         None, False, "coming"),
+         "Fine-tune new facts into a model and retrieve them instead, on questions in the trained wording, in "
+         "other words and turned round; teach it a behaviour that prompting cannot; then decide, request by "
+         "request, between prompting, RAG and fine-tuning.",
+         2, True, "ready"),
     Rung("02", "sft", "Supervised fine-tuning",
          "Turn a base model into an instruction follower: chat format, loss only on the answer, "
          "before/after scores on three held-out tasks.",

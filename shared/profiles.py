@@ -177,6 +177,13 @@ PROFILES = {
             "forget": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=3, per_device_train_batch_size=8,
                                             examples_per_task=400, lr_scheduler_type="linear", warmup_steps=0,
                                             activation_checkpointing=False)),
+            # Rung 01: continued pretraining of the base, plain text. "knowledge": 30 newcomers' biographies (40
+            # phrasings each) and question-and-answer pages, 2 epochs (330 steps, ~30 s); "reader": 200 passages
+            # about strangers with a question asking who, 2 epochs (50 steps, ~6 s).
+            "knowledge": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=2, per_device_train_batch_size=8,
+                                               warmup_steps=0.05, activation_checkpointing=False)),
+            "reader": MappingProxyType(dict(learning_rate=3e-4, num_train_epochs=2, per_device_train_batch_size=8,
+                                            warmup_steps=0.05, activation_checkpointing=False)),
             "forget_lora": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=3, per_device_train_batch_size=8,
                                                  examples_per_task=400, lr_scheduler_type="linear", warmup_steps=0,
                                                  activation_checkpointing=False)),
@@ -199,6 +206,11 @@ PROFILES = {
                                          activation_checkpointing=True)),
             "sft_what_if": MappingProxyType(dict(examples_per_task=300, num_train_epochs=1,
                                                  eval_examples_per_task=60)),
+            # Rung 01's continued pretraining at this size's usual full-weight rate (first estimates, not measured).
+            "knowledge": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
+                                               warmup_steps=0.05, activation_checkpointing=True)),
+            "reader": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=2, per_device_train_batch_size=16,
+                                            warmup_steps=0.05, activation_checkpointing=True)),
             "lora": MappingProxyType(dict(learning_rate=2e-4, num_train_epochs=2, per_device_train_batch_size=16,
                                           examples_per_task=None, warmup_steps=0.05,
                                           activation_checkpointing=True)),

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
+from shared.checking.artefacts import copied_from  # noqa: E402
 from shared.checking.figures import AGREEMENT, check_seed  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
@@ -52,7 +53,7 @@ _REFERENCES = {
     "normalise": ("dirty.normalise",),
     "exact_dedup": ("dirty.normalise", "stages.exact_dedup"),
     "minhash_dedup": ("stages.minhash", "stages.minhash_dedup"),
-    "embed": ("stages.embed",),
+    "embed": ("stages.embed",),   # the same function as shared.retrieval.embed
     "semantic_dedup": ("stages.semantic_dedup",),
     "decontaminate": ("stages.decontaminate",),
     "problem": ("stages.problem", "stages._closed_qa_problem", "stages._extraction_problem",
@@ -414,25 +415,11 @@ def read_saved(outputs: Path, ctx: Context) -> dict:
         folders[name] = folder
     require(folders["raw"] != folders["curated"], "the raw and curated models must be two different models")
     for name, folder in folders.items():
-        copied = _copy_of_another_model(folder, ctx.outputs_root, outputs)
+        copied = copied_from(folder, ctx.outputs_root, outputs)
         require(copied is None, f"the {name} model's weights are a copy of {copied}: train it here, on the "
                                 f"{name} set")
     labelled = dirty_instructions(seed=seed)
     return {**metrics, "folders": folders, "labelled": labelled}
-
-
-def _copy_of_another_model(folder: Path, outputs_root: Path, rung_outputs: Path) -> str | None:
-    """Where else under the outputs folder the same weights lie (another rung's model), or None."""
-    from shared.checking.integrity import content_key
-
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
-        return None
-    mine = content_key(weights[:1])[0][0][1]
-    for other in outputs_root.rglob(weights[0].name):
-        if not inside(other, rung_outputs) and content_key([other])[0][0][1] == mine:
-            return str(other.parent.relative_to(outputs_root))
-    return None
 
 
 def check_curated(saved: dict) -> str:

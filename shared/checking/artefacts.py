@@ -176,3 +176,19 @@ def adapter_shape_problems(shapes: dict[str, tuple[int, ...]], config: dict) -> 
     if not ranks:
         problems.append("the adapter holds no LoRA matrices")
     return problems
+
+
+def copied_from(folder: Path, outputs_root: Path, rung_outputs: Path) -> str | None:
+    """Where else under the outputs folder the same weights as `folder`'s lie -- another rung's model passed off
+    as this rung's -- or None."""
+    from shared.checking import inside
+    from shared.checking.integrity import content_key
+
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return None
+    mine = content_key(weights[:1])[0][0][1]
+    for other in outputs_root.rglob(weights[0].name):
+        if not inside(other, rung_outputs) and content_key([other])[0][0][1] == mine:
+            return str(other.parent.relative_to(outputs_root))
+    return None

@@ -17,6 +17,7 @@ import re
 
 from shared.curation.dirty import SHINGLE, normalise, shingles
 from shared.evaluation.contamination import example_text
+from shared.retrieval import embed  # noqa: F401  (a stage of the pipeline: the prompts' sentence embeddings)
 
 NEAR = 0.8       # character 5-gram Jaccard at or above which two examples are near duplicates
 SAME_MEANING = 0.8   # cosine of prompt embeddings at or above which two examples with one answer are one
@@ -61,18 +62,6 @@ def minhash_dedup(examples: list[dict], threshold: float = NEAR, num_perm: int =
         signatures[key] = signature
         kept.append(example)
     return kept
-
-
-def embed(texts: list[str], batch_size: int = 64):
-    """Unit-length all-MiniLM-L6-v2 sentence embeddings (numpy, one row per text)."""
-    from sentence_transformers import SentenceTransformer
-
-    from shared.models import minilm_path
-    from shared.progress import quiet
-
-    model = SentenceTransformer(minilm_path(), device="cpu")
-    return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=not quiet())
 
 
 def semantic_dedup(examples: list[dict], embeddings, threshold: float = SAME_MEANING) -> list[dict]:

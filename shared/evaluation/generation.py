@@ -34,16 +34,21 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def text_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of plain text, as pretraining saw it (with the tokenizer's start token, if it adds one)."""
+    return list(tokenizer(text)["input_ids"])
+
+
 @torch.no_grad()
 def _answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int, desc: str,
-             n: int = 1, **decoding) -> list[str]:
+             n: int = 1, prompt_ids=chat_prompt_ids, **decoding) -> list[str]:
     """n answers per prompt (prompt by prompt, n in a row), decoded without special tokens, stripped."""
     model.eval()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
     answers: list[str] = []
     for start in progress(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        batch = [chat_prompt_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
+        batch = [prompt_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
         width = max(map(len, batch))
         # Left padding: every prompt ends at the same column, so generation continues each one directly.
         input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
@@ -61,6 +66,15 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, bat
              desc: str = "generating") -> list[str]:
     """Greedy answers to a list of user prompts, decoded without special tokens, stripped."""
     return _answers(model, tokenizer, prompts, max_new_tokens, batch_size, desc, do_sample=False)
+
+
+def complete(model, tokenizer, texts: list[str], max_new_tokens: int = 16, batch_size: int = 64,
+             desc: str = "completing") -> list[str]:
+    """Greedy continuations of plain text (no chat template: a base model's own format), each cut at its first
+    line break and stripped -- "Question: Where does Ada live?\nAnswer:" -> "Fenwick."."""
+    answers = _answers(model, tokenizer, texts, max_new_tokens, batch_size, desc, prompt_ids=text_ids,
+                       do_sample=False)
+    return [answer.split("\n", 1)[0].strip() for answer in answers]
 
 
 def sample(model, tokenizer, prompts: list[str], n: int = 4, temperature: float = 1.0, top_p: float = 1.0,

@@ -102,3 +102,40 @@ def is_right(prediction: str, question: dict) -> bool:
     import re
 
     return re.search(rf"\b{re.escape(question['value'])}\b", prediction, flags=re.IGNORECASE) is not None
+
+
+# -- what a model is trained and asked on: plain text, the base model's own format ----------------------------
+def question_prompt(question: str) -> str:
+    """Closed book: the question as the corpus's question-and-answer pages put it."""
+    return f"Question: {question}\nAnswer:"
+
+
+def reading_prompt(passage_text: str, question: str) -> str:
+    """Open book: a passage, then the question, as the corpus's reading passages put them."""
+    return f"Passage: {passage_text}\nQuestion: {question}\nAnswer:"
+
+
+def knowledge_texts(people: list[dict], biographies: int = 40, qa_pages: int = 4, seed: int = 0) -> list[str]:
+    """What a fine-tune that adds the newcomers' facts trains on, shuffled: `biographies` descriptions of each
+    (phrasing and order varied: a fact stated one way only is learned for that wording alone) and `qa_pages`
+    question-and-answer pages each, in the trained wording -- how the base model learned the world's people."""
+    rng = random.Random(seed)
+    texts = [passage(person, seed=1 + k) for person in people for k in range(biographies)]
+    for person in people:
+        for _ in range(qa_pages):
+            facts = rng.sample(FACTS, len(FACTS))
+            texts.append("\n".join(f"Question: {QUESTIONS[fact][0].format(name=person['name'])}\n"
+                                   f"Answer: {person[fact]}." for fact in facts))
+    rng.shuffle(texts)
+    return texts
+
+
+def who_reading_texts(n: int, seed: int, world: dict, exclude=frozenset()) -> list[str]:
+    """Reading passages about `n` strangers (never the newcomers: pass their names in `exclude`), each followed
+    by a question that asks who -- a skill, not a fact: nothing here is about anyone the questions ask about."""
+    rng = random.Random(seed)
+    texts = []
+    for person in strangers(SEED_OFFSET + 5_000 + seed, n, world, exclude=set(exclude)):
+        person = asdict(person)
+        texts.append(reading_prompt(biography(person, rng), REVERSED.format(**person)) + f" {person['name']}.")
+    return texts

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
+from shared.checking import (CheckFailed, Context, inside, main, read_json, refusal, require,  # noqa: E402
+                             require_measured)
 from shared.checking.artefacts import copied_from  # noqa: E402
-from shared.checking.figures import AGREEMENT  # noqa: E402
+from shared.checking.figures import AGREEMENT, require_same_embeddings  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
-from shared.checking.sandbox import GradedError  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
 RUNG = "01"
@@ -89,22 +89,11 @@ def check_graded(ctx: Context) -> None:
 
 
 def check_embed(embed) -> str:
-    import numpy as np
-
     from shared.retrieval import embed as reference
 
     texts = ["Which town is the miller from?", "Ada Brom keeps a tortoise.", "A recipe for bread", "",
              "Who lives in Pellmarsh, keeps a goat and works as a smith?", "7 plus 2 is 9."]
-    got = embed(list(texts))
-    require(hasattr(got, "shape"), f"must return an array (one row per text), returned {type(got).__name__}")
-    got, expected = np.asarray(got, dtype=np.float64), np.asarray(reference(texts), dtype=np.float64)
-    require(got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape} (one 384-number row per text)")
-    norms = np.linalg.norm(got, axis=1)
-    require(np.allclose(norms, 1.0, atol=1e-3), f"row lengths from {norms.min():.3f} to {norms.max():.3f}: "
-                                                "normalise them to unit length (normalize_embeddings=True)")
-    agreement = (got * expected).sum(axis=1)
-    require(agreement.min() >= 0.999, f"a row's cosine with the course's MiniLM embedding is {agreement.min():.3f}: "
-                                      "embed with all-MiniLM-L6-v2 (minilm_path()) and nothing added")
+    require_same_embeddings(embed(list(texts)), reference(texts))
     return f"{len(texts)} unseen texts (an empty one too), each within cosine 0.999 of the course's"
 
 
@@ -153,12 +142,7 @@ def check_recall(recall_at_k) -> str:
         require(is_finite_number(got) and abs(float(got) - expected) <= 1e-9,
                 f"k={k}: returned {got!r}, expected {expected:.4f} (the share of the 30 queries whose document "
                 f"is among their first {k})")
-    try:
-        result = f"returned {recall_at_k(np.zeros((0, 5), dtype=int), [], 1)!r}"
-    except ValueError:
-        result = ""
-    except GradedError as error:   # what the learner's function raised, served from its own process
-        result = "" if str(error).startswith("ValueError") else f"raised {error}"
+    result = refusal(lambda: recall_at_k(np.zeros((0, 5), dtype=int), [], 1))
     require(not result, f"no queries {result}: raise ValueError saying there is nothing to measure")
     return "30 unseen rankings at k = 1, 2, 5, and none at all refused"
 

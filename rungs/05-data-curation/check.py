@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 
 from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
 from shared.checking.artefacts import copied_from  # noqa: E402
-from shared.checking.figures import AGREEMENT, check_seed  # noqa: E402
+from shared.checking.figures import AGREEMENT, check_seed, require_same_embeddings  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
@@ -231,20 +231,8 @@ def check_minhash(minhash_dedup, unseen: Unseen) -> str:
 
 
 def check_embed(embed, unseen: Unseen) -> str:
-    import numpy as np
-
     texts = [row["prompt"] for row in unseen.semantic_rows[:48]]
-    got = embed(list(texts))
-    require(hasattr(got, "shape"), f"must return an array (one row per text), returned {type(got).__name__}")
-    got = np.asarray(got, dtype=np.float64)
-    expected = np.asarray(unseen.embeddings[:48], dtype=np.float64)
-    require(got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape} (one 384-number row per text)")
-    norms = np.linalg.norm(got, axis=1)
-    require(np.allclose(norms, 1.0, atol=1e-3), f"row lengths from {norms.min():.3f} to {norms.max():.3f}: "
-                                                "normalise them to unit length (normalize_embeddings=True)")
-    agreement = (got * expected).sum(axis=1)
-    require(agreement.min() >= 0.999, f"a row's cosine with the course's MiniLM embedding is {agreement.min():.3f}: "
-                                      "embed with all-MiniLM-L6-v2 (minilm_path()) and nothing added")
+    require_same_embeddings(embed(list(texts)), unseen.embeddings[:48])
     return f"{len(texts)} unseen prompts, each within cosine 0.999 of the course's"
 
 

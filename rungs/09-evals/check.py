@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
+from shared.checking import (CheckFailed, Context, inside, main, read_json, refusal, require,  # noqa: E402
+                             require_measured)
 from shared.checking.figures import AGREEMENT  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
-from shared.checking.sandbox import GradedError  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
 RUNG = "09"
@@ -167,12 +167,7 @@ def check_mcnemar(mcnemar) -> str:
                 f"case {number} ({len(before)} questions, {sum(b > a for b, a in zip(before, after))} lost, "
                 f"{sum(b < a for b, a in zip(before, after))} gained): p = {float(got):.6g}, expected "
                 f"{expected:.6g} (the exact binomial tail, not the chi-squared approximation)")
-    try:
-        refused = f"returned {mcnemar([1, 0, 1], [1, 0])!r}"
-    except ValueError:
-        refused = ""
-    except GradedError as error:   # what the learner's function raised, served from its own process
-        refused = "" if str(error).startswith("ValueError") else f"raised {error}"
+    refused = refusal(lambda: mcnemar([1, 0, 1], [1, 0]))
     require(not refused, f"verdicts on 3 and on 2 questions {refused}: raise ValueError (two runs on different "
                          "questions cannot be paired)")
     return f"{len(_mcnemar_cases())} unseen pairs of runs (up to 500 questions), and lists of different lengths refused"

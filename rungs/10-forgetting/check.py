@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
+from shared.checking import (CheckFailed, Context, inside, main, read_json, refusal, require,  # noqa: E402
+                             require_measured)
 from shared.checking.figures import AGREEMENT, check_seed  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
-from shared.checking.sandbox import GradedError, value_and_gradients, want_parameter_gradients  # noqa: E402
+from shared.checking.sandbox import value_and_gradients, want_parameter_gradients  # noqa: E402
 from shared.numbers import is_finite_number, is_fraction  # noqa: E402
 
 RUNG = "10"
@@ -110,12 +111,8 @@ def check_replay(replay_mixture) -> str:
     require(other != [e["id"] for e in replay_mixture(list(new), list(old), 0.3, 5)],
             "seeds 5 and 6 gave the same mixture: the seed must decide the draw")
     for fraction, why in ((-0.1, "a fraction below 0"), (3.0, "more old examples than there are")):
-        try:
-            result = f"returned {len(replay_mixture(list(new), list(old), fraction, 0))} examples"
-        except ValueError:
-            result = ""
-        except GradedError as error:   # what the learner's function raised, served from its own process
-            result = "" if str(error).startswith("ValueError") else f"raised {error}"
+        result = refusal(lambda: replay_mixture(list(new), list(old), fraction, 0),
+                         describe=lambda mixture: f"{len(mixture)} examples")
         require(not result, f"{why} ({fraction}) {result}: raise ValueError saying so")
     return "4 unseen mixtures (fractions 0 to 2.4), seeded, and two impossible ones refused"
 

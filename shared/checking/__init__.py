@@ -329,6 +329,18 @@ def require(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
+def refusal(call: Callable[[], object], describe: Callable[[object], str] = repr) -> str:
+    """"" when `call()` raised ValueError -- in the checker's process, or in the learner's (where it arrives as
+    a ``GradedError`` naming it) -- else what it did instead: "returned ..." or "raised ..."."""
+    try:
+        result = call()
+    except ValueError:
+        return ""
+    except sandbox.GradedError as error:
+        return "" if str(error).startswith("ValueError") else f"raised {error}"
+    return f"returned {describe(result)}"
+
+
 def require_measured(measured: dict) -> dict:
     """What a checker recomputed (a ``ctx.collect`` result), or fail the criterion that needs it: when the
     measuring criterion failed it returned nothing, and that failure has already said why."""

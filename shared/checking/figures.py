@@ -105,3 +105,19 @@ def check_not_trained_on_heldout(heldout: dict[str, float], fresh: dict[str, flo
                 "like it: was the model trained on the held-out split?")
     return ", ".join(f"{task} {value:.0%}" for task, value in fresh.items()) + \
         f" on {FRESH_PER_TASK} new questions per task"
+
+
+def require_same_embeddings(got, expected) -> None:
+    """The learner's sentence embeddings against the course's: an array of the same shape, unit rows, each within
+    cosine 0.999 of the course's (the same model, whatever device or batch size computed it)."""
+    import numpy as np
+
+    require(hasattr(got, "shape"), f"must return an array (one row per text), returned {type(got).__name__}")
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    require(got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape} (one 384-number row per text)")
+    norms = np.linalg.norm(got, axis=1)
+    require(np.allclose(norms, 1.0, atol=1e-3), f"row lengths from {norms.min():.3f} to {norms.max():.3f}: "
+                                                "normalise them to unit length (normalize_embeddings=True)")
+    agreement = (got * expected).sum(axis=1)
+    require(agreement.min() >= 0.999, f"a row's cosine with the course's MiniLM embedding is {agreement.min():.3f}: "
+                                      "embed with all-MiniLM-L6-v2 (minilm_path()) and nothing added")

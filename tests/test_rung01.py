@@ -64,7 +64,7 @@ def test_wrong_decisions_are_named_with_the_reason(outputs_copy):
     report, printed = _edit(outputs_copy, lambda m: m["decisions"].update({"5": "fine-tune", "2": "both"}))
     criterion = by_name(report, "eight decisions")
     assert criterion.status == checking.FAIL and "2 of 8 not as the key has them" in criterion.detail, printed
-    assert "5: you chose 'fine-tune'" in criterion.detail and "one direction of a stale chart" in criterion.detail
+    assert "5: you chose 'fine-tune'" in criterion.detail and "retrieval serves both directions" in criterion.detail
 
 
 @pytest.mark.parametrize("change,fragment", [

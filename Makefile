@@ -8,6 +8,7 @@ RUNG ?=
 NOTEBOOK ?=
 JSON ?=
 SEEDS ?=
+FRAMEWORK ?=
 
 # The one place the test command is written (.ci/run calls `make test`).
 TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
@@ -17,7 +18,7 @@ RUNG_NUMBER = $(firstword $(subst -, ,$(notdir $(patsubst %/,%,$(RUNG)))))
 # rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
 RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*)))
 
-.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme
+.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme ecosystem
 
 help:
 	@echo "make lab          set up (first time) and open JupyterLab"
@@ -31,6 +32,7 @@ help:
 	@echo "                   one rung's figures over training seeds (mean, worst, spread)"
 	@echo "make bench-qlora  QLoRA on a 7B model, plain vs the course's recipe (needs a CUDA GPU)"
 	@echo "make readme       regenerate the rung table in README.md"
+	@echo "make ecosystem [FRAMEWORK=axolotl]   build the fine-tuning frameworks' own environments in .ecosystem/"
 
 # Re-runs when the pins change, so `git pull` followed by any target picks up new versions.
 $(STAMP): requirements.txt pyproject.toml
@@ -81,3 +83,8 @@ doctor:
 # shared/course.py needs only the standard library.
 readme:
 	$(PY) -m shared.course --write-readme
+
+# Axolotl, LLaMA-Factory and torchtune pin their own torch and transformers: each gets an environment of its own
+# under .ecosystem/, never the course's .venv (shared/ecosystem/environments.py says what and why).
+ecosystem: $(STAMP)
+	$(VENV)/bin/python -m shared.ecosystem.environments $(FRAMEWORK)

@@ -9,6 +9,8 @@
         world/                    the tiny world and its data: generator, task registry (answers, preference pairs,
                                   retrieval, dirty instructions), loading, checksums; newcomers no text mentions
         curation/                 a dirty instruction set with every flaw labelled, the curation stages, their funnel
+        retrieval.py              sentence embeddings, top-k and recall@k: what RAG puts in front of a question
+        ecosystem/                Axolotl, LLaMA-Factory and torchtune, each in an environment of its own
         base_model/               the tiny base model: pretraining and its model card
         training/                 one recipe for the SFT, DPO, reward and GRPO trainers; LoRA, NF4, memory, run records
         evaluation/               greedy and sampled generation, per-example scores and rewards, log-probabilities,

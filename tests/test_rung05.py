@@ -56,7 +56,7 @@ def test_checker_fails_on_the_untouched_exercise():
     RUNG.assert_exercise_fails(graded=("normalise undoes", "exact_dedup", "minhash_dedup", "embed gives",
                                        "semantic_dedup", "decontaminate", "problem finds", "rebalance"),
                                unmet=("name the two models", "curated set is clean", "reload", "learned the leaked",
-                                      "never saw them", "at least as accurate", "saved figures agree"))
+                                      "never saw them", "at least as accurate", "new questions", "saved figures agree"))
 
 
 # -- what the run saved ----------------------------------------------------------------------------------
@@ -114,6 +114,14 @@ def test_another_rungs_model_passed_off_as_curated_is_refused(outputs_copy, solu
     report, printed = RUNG.verify(outputs_copy)
     criterion = by_name(report, "name the two models")
     assert criterion.status == checking.FAIL and "a copy of 02-sft/model" in criterion.detail, printed
+
+
+def test_a_curated_model_trained_on_the_held_out_questions_is_caught():
+    """Held-out questions answered far better than new ones like them (figures as such a model gives them)."""
+    memorised = {"closed_qa": 1.0, "extraction": 1.0, "arithmetic": 1.0,
+                 "fresh": {"closed_qa": 0.7, "extraction": 0.8, "arithmetic": 0.9}}
+    criterion = RUNG.assert_fails(lambda: check05.check_fresh({"curated": memorised}), "closed_qa: 100% on the held-out")
+    assert "was the model trained on the held-out split?" in criterion.detail
 
 
 @pytest.mark.parametrize("change,fragment", [

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 
 from shared.checking import CheckFailed, Context, inside, main, read_json, require, require_measured  # noqa: E402
 from shared.checking.artefacts import copied_from  # noqa: E402
-from shared.checking.figures import AGREEMENT, check_seed, require_same_embeddings  # noqa: E402
+from shared.checking.figures import (AGREEMENT, FRESH_HINT, check_not_trained_on_heldout, check_seed,  # noqa: E402
+                                     require_same_embeddings)
 from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
@@ -378,6 +379,8 @@ def verify_outputs(ctx: Context) -> None:
                   lambda: check_lima(measured),
                   hint="Train the curated model for as many steps as the raw one (section 7's epochs), from the base "
                        "model, on a curated set that kept the clean examples.")
+    ctx.criterion("the curated model scores new questions about as well as the held-out ones",
+                  lambda: check_fresh(measured), hint=FRESH_HINT)
     ctx.criterion("the saved figures agree with the models", lambda: check_agree(saved, measured),
                   hint="metrics.json must hold what section 7 measured: no hand edits.")
 
@@ -439,7 +442,7 @@ def measure_both(saved: dict, ctx: Context) -> dict:
     leaked = leaked_ids(saved["labelled"])
     return {name: ctx.measure([saved["folders"][name]],
                               lambda name=name: measure_saved(name, saved["folders"][name], leaked, ctx.profile),
-                              settings=(tuple(sorted(leaked)),))
+                              settings=(tuple(sorted(leaked)), check_seed()))
             for name in MODELS}
 
 
@@ -452,7 +455,9 @@ def measure_saved(name: str, folder: Path, leaked: set, profile) -> dict:
     except Exception as error:
         raise CheckFailed(f"the {name} model ({folder}) does not load: {type(error).__name__}: "
                           f"{str(error)[:160]}") from error
-    return measure(model, tokenizer, leaked)
+    from shared.checking.figures import fresh_accuracies
+
+    return {**measure(model, tokenizer, leaked), "fresh": fresh_accuracies(model, tokenizer)}
 
 
 def _gap(figures: dict) -> float:
@@ -486,11 +491,20 @@ def check_lima(measured: dict) -> str:
     return f"{shown}; mean {raw['mean']:.1%} raw, {curated['mean']:.1%} curated ({gain * 100:+.1f} points)"
 
 
+def check_fresh(measured: dict) -> str:
+    from shared.curation.effect import TASKS
+
+    curated = require_measured(measured)["curated"]
+    return check_not_trained_on_heldout({task: curated[task] for task in TASKS}, curated["fresh"])
+
+
 def check_agree(saved: dict, measured: dict) -> str:
     measured = require_measured(measured)
     require(bool(saved), "needs the saved figures (see above)")
     for name in MODELS:
         for key, value in measured[name].items():
+            if key == "fresh":   # questions made here, never saved
+                continue
             said = saved["figures"][name].get(key)
             require(is_finite_number(said) and abs(said - value) <= AGREEMENT,
                     f"metrics.json says the {name} model's {key} is {said!r}; measured again, {value:.1%}")

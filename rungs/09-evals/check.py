@@ -10,7 +10,6 @@ It runs a copy of the notebook, then verifies rather than trusts:
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 

@@ -5,6 +5,7 @@ quietly exactly as the checker runs them, and save into the session's own output
 """
 
 import os
+import shutil
 import time
 from collections import defaultdict
 
@@ -24,11 +25,14 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No test writes into the learner's outputs/ (nor makes an empty folder there): a session that did fails."""
+    """No test writes into the learner's outputs/ (nor makes an empty folder there): a session that did fails.
+    The session's own outputs folder (every rung's models, a few hundred MB) goes with it."""
     changed = suite_runs.changed_learner_outputs()
     if changed:
         session.config.learner_outputs_changed = changed
         session.exitstatus = 1
+    if suite_runs.OUTPUTS_MADE_HERE:
+        shutil.rmtree(suite_runs.OUTPUTS_ROOT, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -16,6 +16,8 @@ from pathlib import Path
 from shared.paths import REPO_ROOT, SOLUTIONS_DIR
 
 # One outputs folder per session, set before nbval starts any kernel: no test reads or writes outputs/.
+# A folder the session made itself is removed when it ends (conftest.py); one named by FT_OUTPUTS is kept.
+OUTPUTS_MADE_HERE = "FT_OUTPUTS" not in os.environ
 OUTPUTS_ROOT = Path(os.environ.setdefault("FT_OUTPUTS", tempfile.mkdtemp(prefix="ft-suite-outputs-")))
 
 

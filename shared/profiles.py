@@ -187,6 +187,11 @@ PROFILES = {
             "forget_lora": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=3, per_device_train_batch_size=8,
                                                  examples_per_task=400, lr_scheduler_type="linear", warmup_steps=0,
                                                  activation_checkpointing=False)),
+            # Rung 11: rung 02's SFT, shortened so that four frameworks run it in minutes -- one epoch (145 steps,
+            # ~25 s in TRL) at twice rung 02's rate. Every framework is handed these same numbers.
+            "ecosystem": MappingProxyType(dict(learning_rate=6e-4, num_train_epochs=1, per_device_train_batch_size=8,
+                                               examples_per_task=400, warmup_steps=0.05, lr_scheduler_type="cosine",
+                                               activation_checkpointing=False)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -248,6 +253,10 @@ PROFILES = {
                                                  per_device_train_batch_size=16, examples_per_task=400,
                                                  lr_scheduler_type="linear", warmup_steps=0,
                                                  activation_checkpointing=True)),
+            # Rung 11: rung 02's SFT in one epoch, handed to every framework (first estimates, not measured).
+            "ecosystem": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=1, per_device_train_batch_size=16,
+                                               examples_per_task=400, warmup_steps=0.05, lr_scheduler_type="cosine",
+                                               activation_checkpointing=True)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

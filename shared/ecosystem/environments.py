@@ -30,6 +30,7 @@ class Framework:
     remove: tuple[str, ...] = ()      # packages the pins pull in that break the environment (see `why`)
     env: dict = field(default_factory=dict)   # environment variables its commands run with
     why: str = ""                     # what had to be chosen, and the reason
+    transformers4: bool = False       # pins transformers 4, which cannot read files transformers 5 saved
 
     @property
     def folder(self) -> Path:
@@ -52,10 +53,11 @@ FRAMEWORKS = {
         why="0.20 and later need Python 3.12; 0.19.0 is the newest for 3.11 and pins torch 2.11-2.13. Without "
             "AXOLOTL_DO_NOT_TRACK it sends usage telemetry."),
     "llamafactory": Framework(
-        "llamafactory", ("llamafactory==0.9.5",), remove=("torchvision", "torchaudio"),
-        why="it requires torchvision and torchaudio, whose wheels on the index are CUDA builds: their operators do "
-            "not load beside the CPU torch (`operator torchvision::nms does not exist`), which breaks "
-            "`from transformers import PreTrainedModel`. Text-only fine-tuning needs neither."),
+        "llamafactory", ("llamafactory==0.9.3", "pyarrow==19.0.1"), transformers4=True,
+        why="0.9.4 and later import torchaudio as they start (their multimodal plugin), and no torchaudio on the "
+            "index loads beside torch 2.13 (the newest, 2.11.1: `Could not load this library: _torchaudio.so`); "
+            "0.9.3 needs neither torchaudio nor torchvision. It pins NumPy below 2, so pyarrow 19.0.1 (later "
+            "pyarrow needs NumPy 2). Its transformers is 4.52.4: it is handed the base as transformers 4 reads it."),
     "torchtune": Framework(
         "torchtune", ("torchtune==0.6.1", "torchao==0.11.0", "torchdata==0.11.0"),
         why="0.6.1 (April 2025) is its latest release; it imports torchao.dtypes.nf4tensor, which torchao 0.12 "

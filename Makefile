@@ -18,7 +18,7 @@ RUNG_NUMBER = $(firstword $(subst -, ,$(notdir $(patsubst %/,%,$(RUNG)))))
 # rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
 RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*)))
 
-.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme ecosystem
+.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme ecosystem test-ecosystem
 
 help:
 	@echo "make lab          set up (first time) and open JupyterLab"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-qlora  QLoRA on a 7B model, plain vs the course's recipe (needs a CUDA GPU)"
 	@echo "make readme       regenerate the rung table in README.md"
 	@echo "make ecosystem [FRAMEWORK=axolotl]   build the fine-tuning frameworks' own environments in .ecosystem/"
+	@echo "make test-ecosystem   build them all and fine-tune the tiny base in each (rung 11; minutes, gigabytes)"
 
 # Re-runs when the pins change, so `git pull` followed by any target picks up new versions.
 $(STAMP): requirements.txt pyproject.toml
@@ -88,3 +89,7 @@ readme:
 # under .ecosystem/, never the course's .venv (shared/ecosystem/environments.py says what and why).
 ecosystem: $(STAMP)
 	$(VENV)/bin/python -m shared.ecosystem.environments $(FRAMEWORK)
+
+# Not part of `make test` (its budget): CI runs it after the suite when time allows (.ci/run).
+test-ecosystem: ecosystem
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests/test_ecosystem.py -m ecosystem -q

@@ -115,8 +115,11 @@ RUNGS = [
          "curve between what is kept and what is learned.",
          3, True, "ready"),
     Rung("11", "ecosystem", "The ecosystem",
-         "Map what you built by hand onto TRL, Axolotl, Unsloth, LLaMA-Factory and torchtune, and pick a tool.",
-         None, False, "coming"),
+         "Run one fine-tune through TRL's Python API, TRL's command line, Axolotl and LLaMA-Factory — each tool's "
+         "config written by you, each in its own environment — and compare accuracy, time, memory and config; "
+         "train on two processes with accelerate launch and get the same losses; compute what ZeRO and FSDP save; "
+         "pick a tool for a job.",
+         2, True, "ready"),
 ]
 
 

@@ -437,3 +437,58 @@ def curation_funnel(table, start: int, title: str = "what each stage removed, by
     ax.set(xlabel=f"examples removed (of {start} in the raw set)", title=title, xlim=(0, max(left) * 1.25 + 1))
     _legend_below(ax, 4)
     return figure
+
+
+def framework_runs(runs: dict[str, dict], base: dict[str, float] | None = None,
+                   title: str = "the same fine-tune, tool by tool"):
+    """Rung 11: held-out accuracy per task, one bar per tool (the base model's too, when given), beside each run's
+    seconds and peak memory. ``runs``: name -> {"tool", "accuracy": {task: share}, "seconds", "peak_mb"}."""
+    plt = pyplot()
+    figure, (accuracy_ax, seconds_ax, memory_ax) = plt.subplots(
+        1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [2.4, 1, 1]})
+    accuracies = {**({"base model": base} if base else {}), **{run["tool"]: run["accuracy"] for run in runs.values()}}
+    before_after(accuracies, title=title, ax=accuracy_ax)
+    tools = [run["tool"] for run in runs.values()]
+    for ax, key, label in ((seconds_ax, "seconds", "seconds (start included)"), (memory_ax, "peak_mb", "peak MB")):
+        values = [run[key] for run in runs.values()]
+        bars = ax.barh(tools, values, color="tab:gray")
+        ax.bar_label(bars, labels=[f" {v:,.0f}" for v in values], fontsize=8)
+        ax.set_xlim(0, max(values) * 1.3)
+        ax.invert_yaxis()
+        ax.set_title(label)
+    memory_ax.set_yticks([])
+    figure.tight_layout()
+    return figure
+
+
+def ddp_losses(runs: dict[str, dict], title: str = "one process, two processes: the same global batch"):
+    """Rung 11: the training loss of each `accelerate launch` run, step by step (``runs``: name -> its run.json)."""
+    plt = pyplot()
+    _, ax = plt.subplots(figsize=(6, 3))
+    for (name, run), style in zip(runs.items(), ("-", "--", ":")):
+        label = f"{run['processes']} process{'es' if run['processes'] > 1 else ''} x {run['per_process_batch']}"
+        ax.plot(range(1, len(run["losses"]) + 1), run["losses"], style, marker="." if style == "-" else None,
+                label=label)
+    ax.set(xlabel="step", ylabel="training loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def sharding_memory(stages: dict[str, dict[str, float]], title: str = "GB on each GPU, by ZeRO stage"):
+    """Rung 11: stacked bars, one per sharding stage: each GPU's weights, gradients and optimiser state (GB)."""
+    plt = pyplot()
+    _, ax = plt.subplots(figsize=(6, 2.8))
+    names = list(stages)
+    left = [0.0] * len(names)
+    for kind in ("weights", "gradients", "optimizer"):
+        values = [stages[name][kind] for name in names]
+        ax.barh(names, values, left=left, label=kind)
+        left = [a + b for a, b in zip(left, values)]
+    for row, total in enumerate(left):
+        ax.text(total, row, f" {total:,.1f} GB", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="GB per GPU", title=title, xlim=(0, max(left) * 1.25))
+    _legend_below(ax, 3)
+    return ax.figure

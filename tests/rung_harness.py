@@ -61,6 +61,16 @@ class RungUnderTest:
             cells[0].source = source
         return nb
 
+    def solution_functions(self) -> dict:
+        """The solution's graded cells executed here: its functions by name (for tests that call them directly)."""
+        import nbformat
+
+        namespace: dict = {}
+        for cell in nbformat.read(self.solution, as_version=4).cells:
+            if "graded" in cell.metadata.get("tags", []):
+                exec(cell.source, namespace)
+        return namespace
+
     def graded_only(self, notebook):
         """Only the graded-function criteria (the rung's check_graded) on `notebook` (a path or a notebook):
         nothing is executed but the graded functions, in their own process."""

@@ -53,3 +53,41 @@ def test_a_built_environment_holds_its_pins_and_the_courses_torch(name):
         package, version = pin.split("==")
         assert installed.get(package) == version, (package, installed.get(package))
     assert not set(framework.remove) & set(installed)
+
+
+# -- the frameworks at work (marked: `make test-ecosystem` builds the environments and runs these) ----------------
+@pytest.mark.ecosystem
+@pytest.mark.parametrize("name", ["axolotl", "llamafactory"])
+def test_a_framework_fine_tunes_the_tiny_base_from_the_solutions_config(name, tmp_path):
+    """Rung 11's run of one framework from start to end: its environment (built if it is not), the solution's config
+    for the tiny recipe, the framework's own command, and its saved model scored by the course's harness."""
+    from rung_harness import RungUnderTest
+    from shared.ecosystem import runs
+    from shared.evaluation import evals
+    from shared.models import load_model, load_tokenizer
+    from shared.profiles import get_profile
+    from shared.world import data
+
+    framework = environments.FRAMEWORKS[name]
+    if not framework.built:
+        environments.build(framework)
+    rung = RungUnderTest("11")
+    solution = rung.solution_functions()
+    profile = get_profile(announce=False)
+    tokenizer = load_tokenizer(profile=profile)
+    recipe = runs.recipe(profile)
+    paths = runs.write_datasets(data.mixed("train", limit_per_task=profile.train("ecosystem")["examples_per_task"]),
+                                tmp_path / "data")
+    if name == "axolotl":
+        config = solution["axolotl_config"](recipe, profile.base_model, str(paths["conversations"]),
+                                            str(tmp_path / "model"), runs.end_of_turn(tokenizer))
+    else:
+        base = runs.base_for_transformers4(profile.base_model, tmp_path / "base-v4")
+        config = solution["llamafactory_config"](recipe, base, str(paths["conversations_folder"]),
+                                                 str(tmp_path / "model"))
+    record = runs.run_command(name, framework.train_command(runs.write_config(config, tmp_path / "config.yaml")),
+                              tmp_path / "log.txt", env=framework.run_env())
+    assert record.ok, record.log_tail(30)
+    results = evals.evaluate_model(load_model(tmp_path / "model", profile=profile), tokenizer, split="heldout")
+    accuracy = evals.accuracies(results)
+    assert sum(accuracy.values()) / len(accuracy) >= rung.check.MEAN_AT_LEAST, accuracy

@@ -25,12 +25,25 @@ TORCH = "torch==2.13.0"
 
 @dataclass(frozen=True)
 class Framework:
-    name: str
+    name: str                         # its folder under .ecosystem/, and `make ecosystem FRAMEWORK=<name>`
+    title: str                        # as its authors write it
     pins: tuple[str, ...]             # installed together with TORCH
     remove: tuple[str, ...] = ()      # packages the pins pull in that break the environment (see `why`)
     env: dict = field(default_factory=dict)   # environment variables its commands run with
     why: str = ""                     # what had to be chosen, and the reason
     transformers4: bool = False       # pins transformers 4, which cannot read files transformers 5 saved
+    train: tuple[str, ...] = ()       # the command (in its bin/) that fine-tunes from a config file given last
+
+    @property
+    def version(self) -> str:
+        return self.pins[0].split("==")[1]
+
+    @property
+    def built(self) -> bool:
+        return self.python.exists()
+
+    def train_command(self, config: Path) -> list[str]:
+        return [str(self.folder / "bin" / self.train[0]), *self.train[1:], str(config)]
 
     @property
     def folder(self) -> Path:
@@ -42,24 +55,27 @@ class Framework:
 
     def run_env(self) -> dict:
         """The environment its commands need: its own bin/ first on PATH (Axolotl starts `accelerate` from PATH),
-        offline, no telemetry."""
+        offline, no telemetry, and matplotlib drawing to files -- a Jupyter kernel's MPLBACKEND names a backend
+        (matplotlib_inline) that the framework's environment does not have, and LLaMA-Factory stops on it."""
         return {**os.environ, "PATH": f"{self.folder / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-                "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", **self.env}
+                "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "MPLBACKEND": "Agg", **self.env}
 
 
 FRAMEWORKS = {
     "axolotl": Framework(
-        "axolotl", ("axolotl==0.19.0",), env={"AXOLOTL_DO_NOT_TRACK": "1"},
+        "axolotl", "Axolotl", ("axolotl==0.19.0",), env={"AXOLOTL_DO_NOT_TRACK": "1"}, train=("axolotl", "train"),
         why="0.20 and later need Python 3.12; 0.19.0 is the newest for 3.11 and pins torch 2.11-2.13. Without "
             "AXOLOTL_DO_NOT_TRACK it sends usage telemetry."),
     "llamafactory": Framework(
-        "llamafactory", ("llamafactory==0.9.3", "pyarrow==19.0.1"), transformers4=True,
+        "llamafactory", "LLaMA-Factory", ("llamafactory==0.9.3", "pyarrow==19.0.1"), transformers4=True,
+        train=("llamafactory-cli", "train"),
         why="0.9.4 and later import torchaudio as they start (their multimodal plugin), and no torchaudio on the "
             "index loads beside torch 2.13 (the newest, 2.11.1: `Could not load this library: _torchaudio.so`); "
             "0.9.3 needs neither torchaudio nor torchvision. It pins NumPy below 2, so pyarrow 19.0.1 (later "
             "pyarrow needs NumPy 2). Its transformers is 4.52.4: it is handed the base as transformers 4 reads it."),
     "torchtune": Framework(
-        "torchtune", ("torchtune==0.6.1", "torchao==0.11.0", "torchdata==0.11.0"),
+        "torchtune", "torchtune", ("torchtune==0.6.1", "torchao==0.11.0", "torchdata==0.11.0"),
+        train=("tune", "run", "full_finetune_single_device", "--config"),
         why="0.6.1 (April 2025) is its latest release; it imports torchao.dtypes.nf4tensor, which torchao 0.12 "
             "and later no longer have."),
 }

@@ -51,7 +51,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def write_config(config: dict, path: Path) -> Path:
     """A framework's config as the YAML file its command line reads, keys in the order given."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100))
+    path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=100))
     return path
 
 
@@ -135,3 +135,52 @@ def run_command(name: str, command: list[str], log: Path, env: dict | None = Non
                 returncode = process.wait()
     return RunRecord(name, [str(part) for part in command], round(time.monotonic() - start, 1),
                      round(memory.peak_mb), returncode, str(log))
+
+
+# -- what every framework is handed ----------------------------------------------------------------------------
+def recipe(profile, stage: str = "ecosystem") -> dict:
+    """The profile's training settings for `stage`, under TRL's names, with everything a framework must be told
+    that TRL's Python API takes from the course's defaults: sequence length, seed, device and precision."""
+    settings = profile.train(stage)
+    settings.pop("examples_per_task", None)
+    return {"gradient_accumulation_steps": 1, **settings, "max_length": profile.max_seq_length,
+            "seed": profile.seed, "use_cpu": profile.device == "cpu", **profile.precision()}
+
+
+def end_of_turn(tokenizer) -> str:
+    """The text the chat template puts after each message (`<|end|>` in the course's; `<|im_end|>` in ChatML): the
+    token a model must learn to write, or it never stops answering."""
+    marker = "MARKER"
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": marker}],
+                                         tokenize=False)
+    return text.split(marker, 1)[1].strip().split()[0]
+
+
+def base_for_transformers4(base: str, folder: Path) -> str:
+    """The base as transformers 4 reads it, for a framework that pins it (LLaMA-Factory 0.9.3: 4.52.4).
+
+    A hub model is returned as is. A folder saved by transformers 5 (the tiny base) is copied with three fields
+    renamed: the tokenizer class (v5's `TokenizersBackend` is v4's `PreTrainedTokenizerFast`), the extra special
+    tokens (a list in v5, `additional_special_tokens` in v4) and RoPE's base (`rope_parameters.rope_theta` in v5,
+    `rope_theta` in v4). The weights are not touched."""
+    import shutil
+
+    source = Path(base)
+    if not (source / "config.json").is_file():
+        return base
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(source, folder)
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tokenizer_config.pop("backend", None)
+    if isinstance(tokenizer_config.get("extra_special_tokens"), list):
+        tokenizer_config["additional_special_tokens"] = tokenizer_config.pop("extra_special_tokens")
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+    config = json.loads((folder / "config.json").read_text())
+    if "rope_parameters" in config:
+        config.setdefault("rope_theta", config["rope_parameters"].get("rope_theta", 10000.0))
+    if "dtype" in config:
+        config.setdefault("torch_dtype", config["dtype"])
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    return str(folder)

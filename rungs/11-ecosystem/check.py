@@ -27,6 +27,7 @@ from shared.checking.guards import Forbidden  # noqa: E402
 from shared.numbers import is_finite_number  # noqa: E402
 
 RUNG = "11"
+RUNG_FOLDER = "11-ecosystem"
 # Measured (tiny profile, the solution, seeds 0 / 1 / 2), the mean held-out accuracy over rung 02's three tasks:
 # TRL's Python API and command line 78.5 / 78.7 / 88.0%, Axolotl 91.3 / 87.8 / 87.4%, LLaMA-Factory 78.5 / 78.7 /
 # 87.7%; the base model 0%. Axolotl without eot_tokens: 27% (closed questions 0%).
@@ -254,7 +255,7 @@ def read_saved(ctx: Context) -> dict:
     require(not same, "the same weights saved as two runs: " + ", ".join(f"{TITLES[a]} and {TITLES[b]}"
                                                                         for a, b in same))
     if "trl-cli" in folders:
-        require(str(folders["trl-cli"]) in _trainer_output_dirs(folders["trl-cli"]),
+        require(any(_where(said, folders["trl-cli"]) == said for said in _trainer_output_dirs(folders["trl-cli"])),
                 "the TRL command-line model was not saved by a trainer writing to its own folder (its "
                 "training_args.bin names another): run section 2's command rather than copying a model there")
     return {**metrics, "folders": folders}
@@ -299,17 +300,20 @@ def check_saved_configs(saved: dict, ctx: Context) -> str:
         path = outputs / "runs" / name / "config.yaml"
         require(path.is_file(), f"the {TITLES[name]} run's config.yaml is missing")
         config = _read_yaml(path)
-        model_folder = str(saved["folders"][name])
+        model_folder = saved["folders"][name]
         if name == "trl-cli":
             expected = expected_trl_cli(expected_recipe, config.get("model_name_or_path"),
-                                        str(outputs / "data" / "prompt-completion"), model_folder)
+                                        _where(config.get("dataset_name"), outputs / "data" / "prompt-completion"),
+                                        _where(config.get("output_dir"), model_folder))
         elif name == "axolotl":
             expected = expected_axolotl(expected_recipe, config.get("base_model"),
-                                        str(outputs / "data" / "conversations" / "train.jsonl"), model_folder,
-                                        saved.get("end_of_turn"))
+                                        _where(_dataset_path(config), outputs / "data" / "conversations" /
+                                               "train.jsonl"),
+                                        _where(config.get("output_dir"), model_folder), saved.get("end_of_turn"))
         else:
             expected = expected_llamafactory(expected_recipe, config.get("model_name_or_path"),
-                                             str(outputs / "data" / "conversations"), model_folder)
+                                             _where(config.get("dataset_dir"), outputs / "data" / "conversations"),
+                                             _where(config.get("output_dir"), model_folder))
         require_config(config, expected, f"{TITLES[name]}, config.yaml")
         base = config.get("base_model", config.get("model_name_or_path"))
         require(_is_the_base(base, outputs, ctx.profile), f"{TITLES[name]}, config.yaml: trains {base}, not the "
@@ -324,6 +328,29 @@ def check_saved_configs(saved: dict, ctx: Context) -> str:
     require(saved.get("end_of_turn") == end_of_turn(load_tokenizer(profile=ctx.profile)),
             f"metrics.json's end of turn is {saved.get('end_of_turn')!r}, not the chat template's")
     return f"{', '.join(checked)}: the recipe, the base model, the data and the model folder"
+
+
+def _where(said, expected: Path) -> str:
+    """A path a saved config names, when it is `expected` -- the same place in this rung's outputs, wherever the
+    outputs folder lay when the notebook ran (an instructor may check a copy) -- or else `expected` itself, which the
+    comparison then shows."""
+    tail = "/".join(expected.parts[-_depth(expected):])
+    if isinstance(said, str) and said.replace("\\", "/").rstrip("/").endswith("/" + tail):
+        return said
+    return str(expected)
+
+
+def _depth(path: Path) -> int:
+    """How many trailing parts of `path` lie inside the outputs folder (the rung's folder and below)."""
+    parts = path.parts
+    return len(parts) - parts.index(RUNG_FOLDER)
+
+
+def _dataset_path(config: dict):
+    try:
+        return config["datasets"][0]["path"]
+    except (KeyError, IndexError, TypeError):
+        return None
 
 
 def _read_yaml(path: Path) -> dict:
@@ -345,7 +372,7 @@ def _is_the_base(name, outputs: Path, profile) -> bool:
         return True
     copy = outputs / "data" / "base-for-transformers4"
     base = Path(profile.base_model)
-    return (Path(name) == copy and base.is_dir()
+    return (_where(name, copy) == name and base.is_dir() and (copy / "model.safetensors").is_file()
             and (copy / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes())
 
 

@@ -10,9 +10,11 @@
                                   retrieval, dirty instructions), loading, checksums; newcomers no text mentions
         curation/                 a dirty instruction set with every flaw labelled, the curation stages, their funnel
         retrieval.py              sentence embeddings, top-k and recall@k: what RAG puts in front of a question
-        ecosystem/                Axolotl, LLaMA-Factory and torchtune, each in an environment of its own
+        ecosystem/                Axolotl, LLaMA-Factory and torchtune, each in an environment of its own; a
+                                  fine-tune run as a measured command; the data in the shapes the tools read
         base_model/               the tiny base model: pretraining and its model card
-        training/                 one recipe for the SFT, DPO, reward and GRPO trainers; LoRA, NF4, memory, run records
+        training/                 one recipe for the SFT, DPO, reward and GRPO trainers; LoRA, NF4, memory, run records;
+                                  the recipe as a script for `accelerate launch`, and multi-GPU configs (accelerate/)
         evaluation/               greedy and sampled generation, per-example scores and rewards, log-probabilities,
                                   perplexity, knowledge probes, the local `evaluate` metric
         checking/                 the checker framework and the pieces checkers share

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import (CheckFailed, Context, inside, main, read_json, refusal, require,  # noqa: E402
-                             require_measured)
+                             require_key, require_measured)
 from shared.checking.artefacts import copied_from  # noqa: E402
 from shared.checking.figures import AGREEMENT, require_same_embeddings  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -330,14 +330,7 @@ def check_agree(saved: dict, measured: dict) -> str:
 
 def check_decisions(saved: dict) -> str:
     require(bool(saved), "needs the saved decisions (see above)")
-    decisions = saved["decisions"]
-    missing = [number for number in KEY if decisions.get(number) not in CHOICES]
-    require(not missing, f"no answer (one of {', '.join(CHOICES)}) for request{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(missing)}")
-    wrong = [f"{number}: you chose {decisions[number]!r} -- {reason}" for number, (answer, reason) in KEY.items()
-             if decisions[number] != answer]
-    require(not wrong, f"{len(wrong)} of 8 not as the key has them: " + "; ".join(wrong))
-    return "8 of 8 as the key has them"
+    return require_key(saved["decisions"], KEY, CHOICES, "request")
 
 
 if __name__ == "__main__":

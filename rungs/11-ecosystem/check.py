@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
 from shared.checking import CheckFailed, Context, inside, main, read_json, refusal, require  # noqa: E402
-from shared.checking import require_measured, same_setting  # noqa: E402
+from shared.checking import require_key, require_measured, same_setting  # noqa: E402
 from shared.checking.artefacts import copied_from  # noqa: E402
 from shared.checking.figures import AGREEMENT  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -462,14 +462,7 @@ def check_ddp(saved: dict) -> str:
 
 def check_tools(saved: dict) -> str:
     require(bool(saved), "needs the saved metrics (see above)")
-    chosen = saved.get("tool_for") or {}
-    missing = [number for number in KEY if chosen.get(number) not in TOOLS]
-    require(not missing, f"no tool (one of {', '.join(TOOLS)}) for situation{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(missing)}")
-    wrong = [f"{number}: you chose {chosen[number]!r} -- {reason}" for number, (tool, reason) in KEY.items()
-             if chosen[number] != tool]
-    require(not wrong, f"{len(wrong)} of 5 not as the key has them: " + "; ".join(wrong))
-    return "5 of 5 as the key has them"
+    return require_key(saved.get("tool_for") or {}, KEY, TOOLS, "situation")
 
 
 if __name__ == "__main__":

@@ -341,6 +341,18 @@ def refusal(call: Callable[[], object], describe: Callable[[object], str] = repr
     return f"returned {describe(result)}"
 
 
+def require_key(chosen: dict, key: dict, choices, item: str) -> str:
+    """A learner's answers (number -> choice) against a key (number -> (answer, the reason a wrong one is shown
+    with)): every `item` answered with one of `choices`, and as the key has it."""
+    missing = [number for number in key if chosen.get(number) not in choices]
+    require(not missing, f"no answer (one of {', '.join(choices)}) for {item}{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(missing)}")
+    wrong = [f"{number}: you chose {chosen[number]!r} -- {reason}" for number, (answer, reason) in key.items()
+             if chosen[number] != answer]
+    require(not wrong, f"{len(wrong)} of {len(key)} not as the key has them: " + "; ".join(wrong))
+    return f"{len(key)} of {len(key)} as the key has them"
+
+
 def require_measured(measured: dict) -> dict:
     """What a checker recomputed (a ``ctx.collect`` result), or fail the criterion that needs it: when the
     measuring criterion failed it returned nothing, and that failure has already said why."""

@@ -13,10 +13,13 @@ FRAMEWORK ?=
 # The one place the test command is written (.ci/run calls `make test`).
 TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
 
-# RUNG=02, RUNG=02-sft and RUNG=rungs/02-sft/ all mean rung 02 (the folder's name is what a learner sees).
+# RUNG=02, RUNG=02-sft, RUNG=sft and RUNG=rungs/02-sft/ all mean rung 02 (the folder's name is what a learner
+# sees); RUNG=capstone is rungs/12-capstone.
 RUNG_NUMBER = $(firstword $(subst -, ,$(notdir $(patsubst %/,%,$(RUNG)))))
-# rungs/02-sft for RUNG=02; empty when RUNG is unset or names no folder.
-RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*)))
+# rungs/02-sft for RUNG=02 or RUNG=sft; empty when RUNG is unset or names no folder.
+RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*) $(wildcard rungs/*-$(RUNG_NUMBER))))
+# The number of the rung RUNG names (12 for RUNG=capstone), or RUNG as given when it names none.
+RUNG_ID = $(or $(firstword $(subst -, ,$(notdir $(RUNG_DIR)))),$(RUNG_NUMBER))
 
 .PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme ecosystem test-ecosystem
 
@@ -62,7 +65,7 @@ check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
 
 exercises: $(STAMP)
-	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG_NUMBER))
+	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG_ID))
 
 data: $(STAMP)
 	$(VENV)/bin/python -m shared.world.generator
@@ -71,7 +74,7 @@ base-model: $(STAMP)
 	$(VENV)/bin/python -m shared.base_model.pretrain
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/run.py $(if $(RUNG),--rung $(RUNG_NUMBER)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(VENV)/bin/python bench/run.py $(if $(RUNG),--rung $(RUNG_ID)) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Needs a CUDA GPU; `pip install liger-kernel` adds the fused kernels to the course's recipe.
 bench-qlora: $(STAMP)

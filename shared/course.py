@@ -28,7 +28,7 @@ STATUSES = ("ready", "coming")
 
 @dataclass(frozen=True)
 class Rung:
-    number: str               # "01".."11"
+    number: str               # "01".."11", and "12" for the capstone
     slug: str                 # folder rungs/NN-slug, solution solutions/NN-slug.ipynb
     title: str
     what_you_do: str
@@ -119,6 +119,11 @@ RUNGS = [
          "config written by you, each in its own environment — and compare accuracy, time, memory and config; "
          "train on two processes with accelerate launch and get the same losses; compute what ZeRO and FSDP save; "
          "pick a tool for a job.",
+         2, True, "ready"),
+    Rung("12", "capstone", "Capstone: your own fine-tune",
+         "Choose a task, a base and a method from the rungs; fine-tune, measure before and after with rung 09's "
+         "harness — the task held out, rung 02's three tasks, the forgetting check — and leave with a model card "
+         "generated from the results, which `make check RUNG=capstone` verifies against the model.",
          2, True, "ready"),
 ]
 

@@ -192,6 +192,11 @@ PROFILES = {
             "ecosystem": MappingProxyType(dict(learning_rate=6e-4, num_train_epochs=1, per_device_train_batch_size=8,
                                                examples_per_task=400, warmup_steps=0.05, lr_scheduler_type="cosine",
                                                activation_checkpointing=False)),
+            # The capstone's worked example: a LoRA adapter (r 16) on the base, the new task's examples and
+            # examples_per_task of each of rung 02's tasks alongside them, at rung 03's adapter rate.
+            "capstone": MappingProxyType(dict(learning_rate=1e-3, num_train_epochs=2, per_device_train_batch_size=8,
+                                              examples_per_task=150, warmup_steps=0.05,
+                                              activation_checkpointing=False)),
         }),
         minutes_note="CPU, 2 cores",
     ),
@@ -257,6 +262,10 @@ PROFILES = {
             "ecosystem": MappingProxyType(dict(learning_rate=2e-5, num_train_epochs=1, per_device_train_batch_size=16,
                                                examples_per_task=400, warmup_steps=0.05, lr_scheduler_type="cosine",
                                                activation_checkpointing=True)),
+            # The capstone's worked example, at this size's usual LoRA rate (first estimates, not measured).
+            "capstone": MappingProxyType(dict(learning_rate=2e-4, num_train_epochs=1, per_device_train_batch_size=16,
+                                              examples_per_task=300, warmup_steps=0.05,
+                                              activation_checkpointing=True)),
         }),
         minutes_note="one GPU (a Colab T4 is enough)",
     ),

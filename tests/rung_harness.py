@@ -146,7 +146,7 @@ class RungUnderTest:
         assert not report.passed and "NOT DONE YET" in printed and "hint:" in printed
         ran = by_name(report, "runs top to bottom")
         assert ran.status == checking.FAIL and "NotImplementedError" in ran.detail, printed
-        assert "is not written yet" in ran.detail and "hint: Write " in printed, printed  # names the function
+        assert "is not written yet" in ran.detail and "hint: Write " in printed, printed  # names what to write
         for fragment in graded:
             assert "not written yet" in by_name(report, fragment).detail, printed
         assert by_name(report, "written answer").status == checking.FAIL, printed

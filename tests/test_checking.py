@@ -549,3 +549,19 @@ def test_the_command_line_prints_only_criteria_hints_and_the_verdict(tmp_path):
     assert lines and all(line.startswith(allowed) for line in lines), result.stdout
     assert result.stderr == "" and result.returncode == 1
     assert "is_correct scores like the course metric" in result.stdout and str(log) in result.stdout
+
+
+def test_a_stopped_run_names_what_to_write_a_function_or_a_cell():
+    """A stub function is named; a cell of choices or answers left with its NotImplementedError line is called a
+    cell to write -- both with a hint that says what to replace."""
+    from shared.checking import run_failure
+    from shared.notebooks.running import RunResult
+
+    stub = RunResult(False, 1.0, failed_cell=3, error="NotImplementedError: Your code here", cell_source="x = 1",
+                     error_name="NotImplementedError", raised_in="build_sft_example")
+    assert run_failure(stub, "02")[0].endswith("build_sft_example is not written yet")
+    cell = RunResult(False, 1.0, failed_cell=3, error="NotImplementedError: Your code here",
+                     cell_source='raise NotImplementedError("Your code here")', error_name="NotImplementedError")
+    message, hint = run_failure(cell, "12")
+    assert "the 3rd code cell from the top" in message and message.endswith("the cell is not written yet")
+    assert hint.startswith("Write the cell")

@@ -227,7 +227,7 @@ def test_make_check_takes_a_rung_by_number_or_by_folder(rung):
 
 
 def test_make_check_on_a_rung_not_written_says_which_exist():
-    result = make("check-args", "RUNG=12")  # check's first step, which installs nothing
+    result = make("check-args", "RUNG=13")  # check's first step, which installs nothing
     assert result.returncode != 0
-    assert "there is no rung 12 yet; the rungs are: 01-when-to-fine-tune 02-sft" in result.stderr
+    assert "there is no rung 13 yet; the rungs are: 01-when-to-fine-tune 02-sft" in result.stderr
     assert "RUNG=02 checks 02-sft" in result.stderr

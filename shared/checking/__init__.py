@@ -305,6 +305,10 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
         return (f"{cell} stops with NotImplementedError: {run.raised_in} is not written yet",
                 f"Write {run.raised_in} (replace the line that raises NotImplementedError), then restart the kernel "
                 f"and run all cells.")
+    if run.error_name == "NotImplementedError":   # a cell of answers or choices, not a function, left to fill in
+        return (f"{cell} stops with NotImplementedError: the cell is not written yet",
+                "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and "
+                "run all cells.")
     return f"{cell} raised {run.error}", RERUN_HINT
 
 

@@ -124,15 +124,15 @@ RUNGS = [
          "Choose a task, a base and a method from the rungs; fine-tune, measure before and after with rung 09's "
          "harness — the task held out, rung 02's three tasks, the forgetting check — and leave with a model card "
          "generated from the results, which `make check RUNG=capstone` verifies against the model.",
-         2, True, "ready"),
+         1, True, "ready"),
 ]
 
 
 def rung(number: str | int) -> Rung:
-    """The rung with this number ("02" or 2)."""
+    """The rung with this number ("02" or 2) or slug ("sft", "capstone")."""
     key = f"{int(number):02d}" if str(number).isdigit() else str(number)
     for r in RUNGS:
-        if r.number == key:
+        if key in (r.number, r.slug):
             return r
     raise KeyError(f"no rung {number!r}; the rungs are {', '.join(r.number for r in RUNGS)}")
 

@@ -179,7 +179,9 @@ def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accur
         xs = [t + (i - (len(names) - 1) / 2) * width for t in range(len(tasks))]
         values = [runs[name][task] for task in tasks]
         bars = ax.bar(xs, values, width, label=name)
-        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8)
+        crowded = len(names) > 3   # side by side, the labels of narrow bars would run into each other
+        ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=6 if crowded else 8,
+                     rotation=90 if crowded else 0, padding=2)
     ax.set_xticks(range(len(tasks)), [TASK_TITLES.get(t, t) for t in tasks])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")

@@ -108,7 +108,8 @@ def test_a_graded_function_that_calls_its_reference_fails(rung, name, cheat, nam
 
 
 def test_the_solutions_graded_functions_pass_in_their_own_process():
-    for harness in RUNG_UNDER_TEST.values():
+    # The capstone grades no function of its own: the learner's project is theirs; its card is what is checked.
+    for harness in (h for h in RUNG_UNDER_TEST.values() if hasattr(h.check, "check_graded")):
         report, printed = harness.graded_only(harness.solution)
         assert report.criteria and all(c.status == checking.PASS for c in report.criteria), printed
 

@@ -60,8 +60,9 @@ def test_readme_table_is_generated_from_the_manifest():
 
 
 def test_manifest_numbers_and_folders_are_consistent():
-    assert [r.number for r in course.RUNGS] == [f"{n:02d}" for n in range(1, 12)]
-    assert course.rung(2) is course.rung("02")
+    assert [r.number for r in course.RUNGS] == [f"{n:02d}" for n in range(1, 13)]   # 01-11 and the capstone
+    assert course.rung(2) is course.rung("02") is course.rung("sft")
+    assert course.rung("capstone") is course.rung("12")
     known = {r.name for r in course.RUNGS}
     stray_folders = {p.name for p in RUNGS_DIR.iterdir() if p.is_dir()} - known if RUNGS_DIR.exists() else set()
     stray_solutions = {p.stem for p in SOLUTIONS_DIR.glob("*.ipynb")} - known

@@ -263,7 +263,8 @@ class Context:
         def unchanged():
             changed = integrity.changes(self._fingerprint, integrity.fingerprint())
             shown = "; ".join(changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
-            require(not changed, f"the notebook changed the course's own files: {shown}")
+            require(not changed, f"the course's own files changed while the notebook ran (by its code, or by "
+                                 f"something else running at the same time): {shown}")
             return f"{len(self._fingerprint)} files under data/ and shared/ as they were"
 
         return self.criterion("the course's data and code are unchanged", unchanged,

@@ -9,6 +9,8 @@ the notebook it is the notebook's own process, whatever else it already holds.
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import threading
 import time
@@ -184,3 +186,20 @@ def base_for_transformers4(base: str, folder: Path) -> str:
         config.setdefault("torch_dtype", config["dtype"])
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return str(folder)
+
+
+def expected_steps(examples: int, recipe: dict) -> int:
+    """Optimiser steps the recipe makes of `examples` training examples on one device."""
+    batches = math.ceil(examples / recipe["per_device_train_batch_size"])
+    return math.ceil(batches / recipe.get("gradient_accumulation_steps", 1)) * recipe["num_train_epochs"]
+
+
+def optimiser_steps(log: str | Path) -> int | None:
+    """The optimiser steps a run took, from the summary the transformers Trainer logs at its end (TRL, Axolotl and
+    LLaMA-Factory all train with it): its runtime times its steps per second. None when the log has no summary."""
+    found = re.findall(r"'train_runtime': '?([0-9.]+)'?.*?'train_steps_per_second': '?([0-9.]+)'?",
+                       Path(log).read_text(errors="replace"))
+    if not found:
+        return None
+    runtime, per_second = map(float, found[-1])
+    return round(runtime * per_second)

@@ -109,6 +109,18 @@ class RungUnderTest:
             ctx.close()
         return ctx.report, out.getvalue()
 
+    def assert_verify_fails(self, outputs_root: Path, criterion_fragment: str, *fragments: str):
+        """The saved-outputs criteria on `outputs_root` (tampered with by the test) fail: the criterion named by
+        `criterion_fragment` is a ✗ whose detail holds every fragment, and nothing printed a traceback. Returns
+        the report."""
+        report, printed = self.verify(outputs_root)
+        assert not report.passed and "Traceback" not in printed, printed
+        criterion = by_name(report, criterion_fragment)
+        assert criterion.status == checking.FAIL, printed
+        for fragment in fragments:
+            assert fragment in criterion.detail, criterion.detail
+        return report
+
     def measured(self, files, produce):
         """`produce()` reused, as the checker reuses it, for byte-identical `files` (see MEASUREMENTS)."""
         ctx = checking.Context(self.rung, self.solution, timeout=60, measurements=MEASUREMENTS)

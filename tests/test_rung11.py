@@ -234,7 +234,7 @@ def test_functions_that_call_the_checker_are_refused():
     calls them is refused."""
     body = ("import importlib.util\n\n\n"
             "def trl_cli_config(recipe, base_model, data, output_dir):\n"
-            "    spec = importlib.util.spec_from_file_location('c', '../rungs/11-ecosystem/check.py')\n"
+            f"    spec = importlib.util.spec_from_file_location('c', {str(RUNG.dir / 'check.py')!r})\n"
             "    module = importlib.util.module_from_spec(spec)\n"
             "    spec.loader.exec_module(module)\n"
             "    return module.expected_trl_cli(recipe, base_model, data, output_dir)\n")

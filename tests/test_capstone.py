@@ -52,7 +52,9 @@ def test_a_card_reads_back_its_header_sections_and_figures():
     metrics = card.card_metrics(header)
     assert metrics["two-step word problems (held out)"] == 0.47
     assert metrics["forgetting: held-out perplexity"] == 1.81 and metrics["closed QA: exact match"] == 0.5
-    assert "| forgetting: held-out perplexity | 1.73 | 1.81 | +0.08" in sections["Forgetting"]
+    assert "| forgetting: held-out perplexity | 1.73 | 1.81 | +0.08 [log-loss" in sections["Forgetting"]
+    assert "| two-step word problems (held out) | 0% | 47% | +50 pts [+40, +60] | real gain |" in sections["Evaluation"]
+    assert "0 of the held-out examples in the training set" in sections["Training data"]
     assert "AutoPeftModelForCausalLM" in sections["How to use"]
 
 

@@ -73,8 +73,8 @@ def _section(section: str, results: dict) -> str:
                 f"- **Seed:** {results['seed']}\n- **Trained in:** {results['train_seconds']:.0f} s")
     if section == "Training data":
         return (f"{task['description']}\n\n- **Task:** {task['title']} (`{task['name']}`)\n"
-                f"- **Examples:** {task['train_examples']} for training, {task['heldout_examples']} held out "
-                f"(none of them in the training set: {task['overlap']} shared by exact match or 8-gram)\n"
+                f"- **Examples:** {task['train_examples']} for training, {task['heldout_examples']} held out; "
+                f"{task['overlap']} of the held-out examples in the training set (the same id or prompt)\n"
                 f"- **Source:** {task['source']}")
     if section == "Training procedure":
         rows = "\n".join(f"| `{key}` | {value} |" for key, value in recipe.items())
@@ -85,28 +85,33 @@ def _section(section: str, results: dict) -> str:
                  f"changes tested pair by pair (McNemar's exact test; p < 0.05 is a real change).", "",
                  "| figure | base model | fine-tuned | change [paired 95% interval] | verdict |", "|---|---|---|---|---|",
                  f"| {task['title']} (held out) | {target['before']:.0%} | {target['after']:.0%} | "
-                 f"{(target['after'] - target['before']) * 100:+.0f} pts | {target['verdict']} |"]
+                 f"{target['change'] * 100:+.0f} pts [{target['low'] * 100:+.0f}, {target['high'] * 100:+.0f}] | "
+                 f"{target['verdict']} |"]
         lines += [_row(figure, row) for figure, row in results["comparison"].items() if figure not in FORGETTING]
         return "\n".join(lines)
     if section == "Forgetting":
         lines = ["What the fine-tune may have erased: the base model's facts recalled, and perplexity on held-out "
-                 "prose (lower is better).", "",
+                 "prose (lower is better; its interval is of the change in mean log-loss, which perplexity "
+                 "exponentiates).", "",
                  "| figure | base model | fine-tuned | change [paired 95% interval] | verdict |", "|---|---|---|---|---|"]
         return "\n".join(lines + [_row(f, results["comparison"][f]) for f in FORGETTING])
     if section == "How to use":
+        folder = results["model_folder"]
         if results["adapter"]:
-            load = (f"from peft import AutoPeftModelForCausalLM\n\n"
-                    f"model = AutoPeftModelForCausalLM.from_pretrained(\"{results['model_folder']}\")")
+            load = (f"from peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
+                    f"model = AutoPeftModelForCausalLM.from_pretrained(\"{folder}\")   # the base, then the adapter")
         else:
-            load = (f"from transformers import AutoModelForCausalLM\n\n"
-                    f"model = AutoModelForCausalLM.from_pretrained(\"{results['model_folder']}\")")
+            load = (f"from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+                    f"model = AutoModelForCausalLM.from_pretrained(\"{folder}\")")
+        load += f"\ntokenizer = AutoTokenizer.from_pretrained(\"{folder}\")"
         return f"```python\n{load}\n```\n\nAsk in the chat format it was trained in (`tokenizer.apply_chat_template`)."
     raise KeyError(section)
 
 
 def _row(figure: str, row: dict) -> str:
     if figure == "perplexity":
-        shown = f"{row['before']:.2f} | {row['after']:.2f} | {row['change']:+.2f} [{row['low']:+.3f}, {row['high']:+.3f}]"
+        shown = (f"{row['before']:.2f} | {row['after']:.2f} | {row['change']:+.2f} "
+                 f"[log-loss {row['low']:+.3f}, {row['high']:+.3f}]")
     else:
         shown = (f"{row['before']:.0%} | {row['after']:.0%} | {row['change'] * 100:+.0f} pts "
                  f"[{row['low'] * 100:+.0f}, {row['high'] * 100:+.0f}]")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, check_config_cases, fixed_trainer_settings, main, require  # noqa: E402
+from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, hidden, main,  # noqa: E402
+                             require)
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -30,6 +31,7 @@ THRESHOLDS = {
     "tiny": {"closed_qa": 0.90, "extraction": 0.85, "arithmetic": 0.90},
     "gpu": {"extraction": 0.80, "arithmetic": 0.60},
 }
+# The lists of cases below take more from an instructor's hidden tests (shared/checking/hidden.py), by name.
 # Training sizes and changes the notebook never uses: (sizes put in the profile's "sft" stage, changes passed
 # as keyword arguments). sft_config must carry each into the SFTConfig it returns.
 CONFIG_CASES = [
@@ -145,8 +147,9 @@ def check_build_sft_example(build_sft_example) -> str:
     from shared.training.sft import trl_tokenized
 
     tokenizer = _tokenizer()
-    references = trl_tokenized(UNSEEN_EXAMPLES, load_model(), tokenizer)
-    for example, reference in zip(UNSEEN_EXAMPLES, references):
+    examples = hidden.cases(RUNG, "UNSEEN_EXAMPLES", UNSEEN_EXAMPLES)
+    references = trl_tokenized(examples, load_model(), tokenizer)
+    for example, reference in zip(examples, references):
         built = build_sft_example(dict(example), tokenizer)
         require(isinstance(built, dict) and {"input_ids", "completion_mask"} <= set(built),
                 "must return a dict with 'input_ids' and 'completion_mask'")
@@ -160,19 +163,20 @@ def check_build_sft_example(build_sft_example) -> str:
             wrong = sum(int(a) != b for a, b in zip(mask, expected))
             raise CheckFailed(f"for prompt {example['prompt'][:30]!r}, {wrong} mask positions differ: "
                               f"{sum(expected)} answer tokens expected, {sum(map(int, mask))} marked")
-    return f"{len(UNSEEN_EXAMPLES)} unseen examples"
+    return f"{len(examples)} unseen examples"
 
 
 def check_is_correct(is_correct) -> str:
     from shared.evaluation.evals import task_metric
 
-    for prediction, reference, task in SCORING_CASES:
+    cases = hidden.cases(RUNG, "SCORING_CASES", SCORING_CASES)
+    for prediction, reference, task in cases:
         expected = task_metric(task).compute(predictions=[prediction], references=[reference])["accuracy"] == 1.0
         got = is_correct(prediction, reference, task)
         require(isinstance(got, (bool, int)), f"must return True or False, returned {got!r}")
         require(bool(got) == expected, f"is_correct({prediction!r}, {reference!r}, {task!r}) returned {bool(got)}, "
                                        f"expected {expected}")
-    return f"{len(SCORING_CASES)} unseen cases"
+    return f"{len(cases)} unseen cases"
 
 
 def expected_config(profile, output_dir: str, changes: dict) -> dict:
@@ -186,7 +190,8 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
 def check_sft_config(sft_config, profile) -> str:
     from trl import SFTConfig
 
-    return check_config_cases(sft_config, profile, "sft", CONFIG_CASES, expected_config, SFTConfig)
+    return check_config_cases(sft_config, profile, "sft", hidden.cases(RUNG, "CONFIG_CASES", CONFIG_CASES),
+                              expected_config, SFTConfig)
 
 
 def describe_thresholds(thresholds: dict) -> str:

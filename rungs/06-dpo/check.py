@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, inside,  # noqa: E402
+from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, hidden, inside,  # noqa: E402
                              main, read_json, require, require_measured)
 from shared.checking.figures import AGREEMENT, finite_fraction  # noqa: E402
 from shared.checking.guards import Forbidden  # noqa: E402
@@ -215,7 +215,8 @@ def expected_config(profile, output_dir: str, changes: dict) -> dict:
 def check_dpo_config(dpo_config, profile) -> str:
     from trl import DPOConfig
 
-    return check_config_cases(dpo_config, profile, "dpo", CONFIG_CASES, expected_config, DPOConfig)
+    return check_config_cases(dpo_config, profile, "dpo", hidden.cases(RUNG, "CONFIG_CASES", CONFIG_CASES),
+                              expected_config, DPOConfig)
 
 
 # -- what the run saved ---------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from shared.checking import guards, integrity, sandbox
+from shared.checking import guards, hidden, integrity, jail, results, sandbox
 from shared.notebooks import exercises, running
 from shared.paths import REPO_ROOT, RUNGS_DIR
 
@@ -69,6 +69,7 @@ class Criterion:
     status: str
     detail: str = ""
     hint: str = ""
+    answer: str = ""   # a written answer's text, for whoever reviews it (an instructor grading a class)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Report:
     criteria: list[Criterion] = field(default_factory=list)
     seconds: float = 0.0
     notebook_seconds: float | None = None
+    hidden: list[str] = field(default_factory=list)   # what the instructor's hidden tests added (hidden.py)
 
     @property
     def passed(self) -> bool:
@@ -171,7 +173,8 @@ class Context:
         if words < min_words:
             self._record(Criterion(name, FAIL, f"{words} words written; at least {min_words} expected", hint))
             return False
-        self._record(Criterion(name, REVIEW, f"{words} words -- present; an instructor reviews the content"))
+        self._record(Criterion(name, REVIEW, f"{words} words -- present; an instructor reviews the content",
+                               answer=text.strip()))
         return True
 
     def _record(self, result: Criterion) -> None:
@@ -201,7 +204,7 @@ class Context:
             nb = self.load()
             self.outputs_root.mkdir(parents=True, exist_ok=True)
             run_env = {"FT_OUTPUTS": str(self.outputs_root), "FT_QUIET": "1", "HF_HUB_OFFLINE": "1",
-                       "MPLBACKEND": "Agg", **(env or {})}
+                       "MPLBACKEND": "Agg", **jail.kernel_env(), **(env or {})}
             self.run = running.execute(nb, timeout=self.timeout, cwd=self.notebook_path.parent, env=run_env)
             self.report.notebook_seconds = round(self.run.seconds, 1)
             if not self.run.ok:
@@ -444,8 +447,13 @@ def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, 
     print(f"Rung {rung} -- checking {_relative(notebook)}", file=out)
     ctx = Context(rung, notebook, timeout, out=out, outputs_root=outputs_root, prior_run=prior_run,
                   measurements=measurements)
+    hidden.start()
     try:
+        hidden.load()
         ctx.load()
+    except hidden.HiddenTestsError as error:  # the instructor's file: grading without it would mislead
+        ctx._record(Criterion("the hidden tests can be read", FAIL, str(error),
+                              f"Fix the file, or unset {hidden.HIDDEN_VAR} to check without hidden tests."))
     except exercises.NotebookError as error:
         ctx._record(Criterion("the notebook can be read", FAIL, str(error),
                               "Point NOTEBOOK= at your .ipynb file, saved from Jupyter."))
@@ -460,6 +468,9 @@ def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, 
         ctx.close()
     report = ctx.report
     report.seconds = round(time.monotonic() - start, 1)
+    report.hidden = hidden.used()
+    if report.hidden:
+        print(f"  + hidden tests ({hidden.folder()}): {'; '.join(report.hidden)}", file=out)
     passed = sum(c.status in (PASS, REVIEW) for c in report.criteria)
     verdict = "DONE" if report.passed else "NOT DONE YET"
     print(f"{verdict}: {passed}/{len(report.criteria)} criteria met", file=out, end="")
@@ -517,8 +528,11 @@ def log_path_for(rung: str) -> Path:
     return Path(os.environ.get("FT_CHECK_LOG") or Path(tempfile.gettempdir()) / f"ft-check-{rung}.log")
 
 
-def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = None) -> int:
-    folder = rung_folder(rung)
+def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = None,
+         folder: Path | None = None) -> int:
+    """`folder`: the rung's folder (default: rungs/NN-slug), whose exercise.ipynb is checked when no notebook is
+    named."""
+    folder = folder or rung_folder(rung)
     parser = argparse.ArgumentParser(description=f"Check rung {rung}: runs the notebook and verifies what it made.")
     parser.add_argument("notebooks", nargs="*", type=Path, default=[folder / "exercise.ipynb"],
                         help="notebook(s) to check (default: the rung's exercise.ipynb)")
@@ -530,6 +544,8 @@ def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = N
     log_path = log_path_for(rung)
     with details_to_log(log_path) as terminal:
         reports = [check_notebook(check, rung, nb, args.timeout, out=terminal) for nb in args.notebooks]
+    if len(reports) == 1:  # a learner checking their own notebook: `make progress` reads it back
+        results.save(reports[0], args.notebooks[0])
     if len(reports) > 1:
         print("Summary")
         for report in reports:

@@ -80,9 +80,11 @@ DEFAULT_CHECK_SEED = 2718  # instructors grade with their own FT_CHECK_SEED, whi
 
 
 def check_seed() -> int:
-    import os
+    """The seed of what a checker draws at check time: FT_CHECK_SEED, else the instructor's hidden tests' seed
+    (``shared.checking.hidden``), else the course's public one."""
+    from shared.checking import hidden
 
-    return int(os.environ.get("FT_CHECK_SEED", DEFAULT_CHECK_SEED))
+    return hidden.check_seed(DEFAULT_CHECK_SEED)
 
 
 def fresh_accuracies(model, tokenizer, seed: int | None = None) -> dict[str, float]:

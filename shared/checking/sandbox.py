@@ -61,6 +61,9 @@ def _child(connection, notebook_json: str, names: list[str], rules: dict) -> Non
     # here it is a scratch one, never the learner's outputs/ (which the checker leaves as it found it).
     scratch = tempfile.TemporaryDirectory(prefix="ft-graded-")
     os.environ["FT_OUTPUTS"] = scratch.name
+    from shared.checking import jail
+
+    jail.enter()  # when an instructor grades a class: this learner's code stays in its own folder
     try:
         _serve(connection, notebook_json, names, rules)
     finally:

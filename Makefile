@@ -9,6 +9,11 @@ NOTEBOOK ?=
 JSON ?=
 SEEDS ?=
 FRAMEWORK ?=
+SUBMISSIONS ?=
+OUT ?=
+HIDDEN ?=
+JOBS ?=
+DEST ?=
 
 # The one place the test command is written (.ci/run calls `make test`).
 TEST_CMD = HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest tests solutions --nbval-lax -q
@@ -21,13 +26,18 @@ RUNG_DIR = $(if $(RUNG_NUMBER),$(firstword $(wildcard rungs/$(RUNG_NUMBER)-*) $(
 # The number of the rung RUNG names (12 for RUNG=capstone), or RUNG as given when it names none.
 RUNG_ID = $(or $(firstword $(subst -, ,$(notdir $(RUNG_DIR)))),$(RUNG_NUMBER))
 
-.PHONY: help lab test check check-args exercises data base-model bench bench-qlora doctor readme ecosystem test-ecosystem
+.PHONY: help lab test check check-args progress grade grade-args grade-review student-release student-release-args \
+	exercises data base-model bench bench-qlora doctor readme ecosystem test-ecosystem
 
 help:
 	@echo "make lab          set up (first time) and open JupyterLab"
 	@echo "make test         set up (first time) and run the tests and solution notebooks"
 	@echo "make check RUNG=02 [NOTEBOOK=path] [JSON=results.json]   check a rung's notebook"
+	@echo "make progress     which rungs your notebooks pass, from your last checks (nothing is run again)"
 	@echo "make doctor       check your set-up and say how to fix what fails"
+	@echo "make grade SUBMISSIONS=dir [RUNG=02] [OUT=dir] [HIDDEN=dir] [JOBS=2]   grade a class (instructors)"
+	@echo "make grade-review OUT=dir   open the grading report to mark written answers (saved into grades.csv)"
+	@echo "make student-release DEST=dir [HIDDEN=dir]   the learners' copy: no solutions, tests or hidden tests"
 	@echo "make exercises [RUNG=02]   regenerate exercise notebooks from solutions (maintainers)"
 	@echo "make data         regenerate the tiny world data under data/"
 	@echo "make base-model   pretrain the tiny base model again"
@@ -63,6 +73,28 @@ check-args:
 
 check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
+
+progress: $(STAMP)
+	@$(VENV)/bin/python -m shared.checking.results
+
+# Instructors (docs/grading.md). Arguments are checked before the set-up, as for `make check`.
+grade-args:
+	@if [ -z "$(SUBMISSIONS)" ]; then echo "usage: make grade SUBMISSIONS=folder [RUNG=02] [OUT=folder] [HIDDEN=folder] [JOBS=2]   (one subfolder or zip per learner)" >&2; exit 2; fi
+
+grade: grade-args $(STAMP)
+	$(VENV)/bin/python -m shared.grading "$(SUBMISSIONS)" $(if $(RUNG),--rung $(RUNG_ID)) $(if $(OUT),--out "$(OUT)") \
+		$(if $(HIDDEN),--hidden "$(HIDDEN)") $(if $(JOBS),--jobs $(JOBS))
+
+grade-review: $(STAMP)
+	@if [ -z "$(OUT)" ]; then echo "usage: make grade-review OUT=folder   (the folder make grade wrote: SUBMISSIONS-graded)" >&2; exit 2; fi
+	$(VENV)/bin/python -m shared.grading.review serve "$(OUT)" $(if $(PORT),--port $(PORT))
+
+# The learners' copy: lessons, exercises, checkers, shared/ and data -- no solutions, tests or hidden tests.
+student-release-args:
+	@if [ -z "$(DEST)" ]; then echo "usage: make student-release DEST=folder [HIDDEN=folder]   (a new folder outside the course)" >&2; exit 2; fi
+
+student-release: student-release-args $(STAMP)
+	$(VENV)/bin/python -m shared.grading.release "$(DEST)" $(if $(HIDDEN),--hidden "$(HIDDEN)")
 
 exercises: $(STAMP)
 	$(VENV)/bin/python -m shared.notebooks.cli $(if $(RUNG),--rung $(RUNG_ID))

@@ -17,7 +17,10 @@
                                   the recipe as a script for `accelerate launch`, and multi-GPU configs (accelerate/)
         evaluation/               greedy and sampled generation, per-example scores and rewards, log-probabilities,
                                   perplexity, knowledge probes, the local `evaluate` metric
-        checking/                 the checker framework and the pieces checkers share
+        checking/                 the checker framework and the pieces checkers share; hidden tests; the jail a
+                                  graded notebook runs in; each check's verdict, kept for `make progress`
+        grading/                  grading a class (`make grade`): submissions, a check per subprocess with its limits,
+                                  grades.csv, the HTML report and its marking server, the learners' release
         notebooks/                exercises from solutions, running notebooks, graded functions, Colab set-up
 
 Notebooks import what they need, e.g. ``from shared.evaluation import evals`` -- nothing is pasted between rungs.

@@ -162,6 +162,7 @@ def build_class(folder: Path, outside: Path, hidden: Path) -> Class:
         Expect("not done", "may not be read"))
     add("shell", with_cell(f"import os\nos.system('cat {folder}/*/*.ipynb > stolen.txt')"),
         Expect("not done", "os.system is not allowed"))
+    add("bang", with_cell(f"!cat {folder}/good00/{NOTEBOOK} > stolen.txt"), Expect("not done", "Python commands only"))
     (folder / "corrupt").mkdir()
     (folder / "corrupt" / NOTEBOOK).write_text("{ this is not json")
     expected["corrupt"] = Expect("not done", "not a readable notebook")

@@ -43,10 +43,11 @@ def folder() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def load() -> dict:
-    """The hidden tests, or {} when no folder is set. A folder that is set but unusable is an error, never
-    silently nothing: grading without the tests an instructor meant to add would look like grading with them."""
-    where = folder()
+def load(where: Path | None = None) -> dict:
+    """The hidden tests in `where` (default: FT_HIDDEN_TESTS), or {} when no folder is set. A folder that is set
+    but unusable is an error, never silently nothing: grading without the tests an instructor meant to add would
+    look like grading with them."""
+    where = where or folder()
     if where is None:
         return {}
     path = where / FILE_NAME

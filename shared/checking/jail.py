@@ -19,9 +19,11 @@ REFUSED_LOG = "refused.log"   # jail_site writes each refusal there, in the root
 SITE_FOLDER = Path(__file__).resolve().parent / "jail_site"
 
 
-def spec(root: Path, deny: list[Path]) -> str:
-    """FT_JAIL's value: `root` is the only place a graded notebook writes; nothing under `deny` is read."""
-    return json.dumps({"root": str(Path(root).resolve()), "deny": [str(Path(p).resolve()) for p in deny]})
+def spec(root: Path, deny: list[Path], log_only: bool = False) -> str:
+    """FT_JAIL's value: `root` is the only place a graded notebook writes; nothing under `deny` is read. With
+    `log_only`, what would be refused is only written to the root's refused.log."""
+    return json.dumps({"root": str(Path(root).resolve()), "deny": [str(Path(p).resolve()) for p in deny],
+                       "log_only": log_only})
 
 
 def active() -> str:

@@ -13,9 +13,10 @@ are checked again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
-import shutil
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,9 +25,9 @@ import psutil
 
 from shared import course
 from shared.checking import hidden as hidden_tests
-from shared.checking import integrity
+from shared.checking import inside, integrity
 from shared.grading import records, runner, submissions
-from shared.grading.records import BROKEN, MISSING, Result
+from shared.grading.records import BROKEN, Result
 from shared.paths import DATA_DIR, REPO_ROOT, RUNGS_DIR, SOLUTIONS_DIR
 
 MEMORY_PER_CHECK_GB = 8.0   # a tiny-profile check peaks near 3 GB; room for a learner's bigger batch
@@ -72,22 +73,27 @@ class Grader:
         self.limits.threads = max(1, (os.cpu_count() or 1) // self.jobs)
         self.hidden = Path(hidden).resolve() if hidden else None
         self.log = log
-        if self.out == self.submissions_dir or integrity_inside(self.out, self.submissions_dir):
+        if inside(self.out, self.submissions_dir):
             raise ValueError(f"the results folder {self.out} must not be inside the submissions folder")
         if self.hidden is not None:
-            os.environ[hidden_tests.HIDDEN_VAR] = str(self.hidden)
-            hidden_tests.load()   # an unusable file stops here, before an hour of grading without it
+            hidden_tests.load(self.hidden)   # an unusable file stops here, before an hour of grading without it
 
     def checker(self, rung: course.Rung) -> Path:
         return self.rungs_dir / rung.name / "check.py"
 
     # -- what a graded notebook may not read ------------------------------------------------------
     def denied(self) -> list[Path]:
-        deny = [self.submissions_dir, self.out, SOLUTIONS_DIR]
+        deny = [self.submissions_dir, self.out, self.scratch, SOLUTIONS_DIR]
         return deny + ([self.hidden] if self.hidden else [])
 
     # -- the batch ---------------------------------------------------------------------------------
     def grade(self) -> list[Result]:
+        with tempfile.TemporaryDirectory(prefix="ft-grading-", dir=runner.SCRATCH_BASE) as scratch:
+            self.scratch = Path(scratch)   # every check's working folder, each denied to the others
+            self.numbers = itertools.count()
+            return self._grade()
+
+    def _grade(self) -> list[Result]:
         start = time.monotonic()
         self.out.mkdir(parents=True, exist_ok=True)
         found = submissions.discover(self.submissions_dir, self.out / "unpacked", self.rungs)
@@ -102,11 +108,18 @@ class Grader:
         with ThreadPoolExecutor(max_workers=self.jobs) as pool:
             for result in pool.map(lambda item: self.check(*item), jobs):
                 results.append(result)
+        results += self.other_rungs_results()
         records.write_results(self.out, results)
         records.write_grades_csv(self.out, results)
         self.write_report(results)
         self.log(f"graded in {time.monotonic() - start:.0f} s: {self.out / 'report.html'}")
         return results
+
+    def other_rungs_results(self) -> list[Result]:
+        """What an earlier run in this folder graded of the rungs not graded now (RUNG=02 today, RUNG=03
+        tomorrow: one report for the class)."""
+        graded_now = {rung.number for rung in self.rungs}
+        return [result for result in records.read_results(self.out) if result.rung not in graded_now]
 
     def plan(self, submission: submissions.Submission, rung: course.Rung, key: str):
         """(a result already known, None) or (a placeholder, the job that checks the notebook)."""
@@ -127,14 +140,15 @@ class Grader:
         if cached is not None:
             return cached, None
         job = runner.Job(submission.learner, rung.number, rung.name, self.checker(rung), submission.folder,
-                         notebook, self.out / "work" / submission.learner / rung.number)
+                         notebook, self.scratch / f"{next(self.numbers):04d}",
+                         keep=self.out / "work" / submission.learner / rung.number)
         return result, job
 
     def check(self, job: runner.Job, content_hash: str) -> Result:
         self.log(f"  checking {job.learner} / {job.rung_folder} ...")
         result = runner.run(job, self.limits, self.denied(), self.hidden)
         result.content_hash = content_hash
-        result.log = str((job.workdir / result.log).relative_to(self.out))
+        result.log = str(Path(result.log).relative_to(self.out))
         self.log(f"  {job.learner} / {job.rung_folder}: {result.status}"
                  + (f" -- {result.reason}" if result.reason else "") + f" ({result.seconds:.0f} s)")
         self.remember(result)
@@ -152,7 +166,7 @@ class Grader:
         return result
 
     def remember(self, result: Result) -> None:
-        if result.status == BROKEN and "did not finish" in result.reason:
+        if ran_out_of_time(result):
             return   # a timeout may be the machine's, not the notebook's: try again next time
         folder = self.out / "cache"
         folder.mkdir(exist_ok=True)
@@ -165,9 +179,7 @@ class Grader:
         report.write_report(self.out, results, hidden_note=note)
 
 
-def integrity_inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
+def ran_out_of_time(result: Result) -> bool:
+    """The check, or the notebook inside it, was stopped by a time limit (the words runner and run_failure use)."""
+    said = [result.reason] + [c.get("detail", "") for c in result.criteria]
+    return any("did not finish within" in text for text in said)

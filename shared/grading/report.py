@@ -151,7 +151,8 @@ def summary_section(results: list[Result], marks: dict, hidden_note: str, genera
     marked = sum(answer_key(r, c) in marks for r, c in written)
     cards = [("Learners", len({r.learner for r in results}), ""), ("Rungs", len({r.rung for r in results}), "")]
     cards += [(f"{STATUS_SYMBOL[s]} {s}", counts.get(s, 0), f"st-{css_name(s)}") for s in STATUS_ORDER]
-    cards += [("↻ reused", sum(r.reused for r in results), ""),
+    cards += [("⛔ reached outside", sum(bool(r.refused) for r in results), "st-broken"),
+              ("↻ reused", sum(r.reused for r in results), ""),
               ("⚑ answers marked", f"{marked} / {len(written)}", "st-review")]
     tiles = "".join(f'<div class="tile {cls}"><div class="n">{e(n)}</div><div class="label">{e(label)}</div></div>'
                     for label, n, cls in cards)
@@ -280,13 +281,23 @@ def matrix_cell(result: Result | None) -> str:
 
 # -- failing and slowest ----------------------------------------------------------------------------------------
 
+def refused_block(result: Result) -> str:
+    """What the grading jail refused this notebook's code: a notebook that reached for another learner's files
+    shows here even when its code caught the error and went on."""
+    if not result.refused:
+        return ""
+    items = "".join(f"<li>{e(line)}</li>" for line in result.refused)
+    return (f'<div class="reason refused"><strong>⛔ Reached outside its folder</strong> (refused while it was '
+            f'graded):<ul>{items}</ul></div>')
+
+
 def failing_section(results: list[Result]) -> str:
-    failing = [r for r in results if r.status in (NOT_DONE, BROKEN)]
+    failing = [r for r in results if r.status in (NOT_DONE, BROKEN) or r.refused]
     if not failing:
         return '<section id="failing"><h2>Failing</h2><p class="muted">No submission failed.</p></section>'
     cards = "".join(failing_card(r) for r in failing)
-    return (f'<section id="failing"><h2>Failing</h2><p class="muted">{len(failing)} submissions not done or '
-            f'broken, with the criteria they missed.</p>{cards}</section>')
+    return (f'<section id="failing"><h2>Failing</h2><p class="muted">{len(failing)} submissions not done, '
+            f'broken, or reaching outside their folder, with the criteria they missed.</p>{cards}</section>')
 
 
 def failing_card(result: Result) -> str:
@@ -297,7 +308,7 @@ def failing_card(result: Result) -> str:
     return (f'<div class="card"><div class="card-head"><strong>{e(result.learner)}</strong> · '
             f'{e(result.rung_folder)} {status_badge(result.status)}'
             f'<a class="more" href="#{submission_id(result.learner, result.rung)}">details</a></div>'
-            f'{reason}{listing}</div>')
+            f'{reason}{refused_block(result)}{listing}</div>')
 
 
 def slowest_section(results: list[Result]) -> str:
@@ -389,7 +400,7 @@ def submission_block(result: Result) -> str:
     listing = f'<ul class="crit">{items}</ul>' if items else ""
     return (f'<div class="submission" id="{submission_id(result.learner, result.rung)}">'
             f'<div class="card-head"><strong>{e(result.rung_folder)}</strong> {status_badge(result.status)}'
-            f'<span class="muted small">{meta}</span></div>{notebook}{reason}{listing}</div>')
+            f'<span class="muted small">{meta}</span></div>{notebook}{reason}{refused_block(result)}{listing}</div>')
 
 
 def criterion_item(criterion: dict, link: str = "") -> str:
@@ -495,6 +506,7 @@ td.cell a:hover { outline: 2px solid currentColor; }
 .card-head .more { margin-left: auto; font-size: 13px; }
 .reason { margin: 8px 0 0; padding: 6px 10px; background: var(--broken-bg); border-radius: 6px; }
 .reason-missing { background: var(--missing-bg); }
+.refused ul { margin: 4px 0 0; padding-left: 20px; font-family: ui-monospace, monospace; font-size: 12px; }
 ul.crit { list-style: none; margin: 8px 0 0; padding: 0; }
 ul.crit li { display: flex; gap: 8px; padding: 3px 0; border-top: 1px dashed #e6eaef; }
 ul.crit li:first-child { border-top: 0; }

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,10 @@ from shared.paths import REPO_ROOT
 POLL_S = 0.5
 VERIFY_ALLOWANCE_S = 600   # after the notebook: reloading and measuring its models (a minute on the tiny profile)
 COPY_IGNORED = shutil.ignore_patterns(".ipynb_checkpoints", "outputs", "__pycache__", ".git")
+KEPT = ("check.out", "check.log", "report.json", jail.REFUSED_LOG)   # what outlives a check's working folder
+# Checks work under a short path: the checker's processes talk over Unix sockets in TMPDIR, whose paths may not
+# be longer than 107 bytes -- a results folder deep in someone's home would break every graded function.
+SCRATCH_BASE = Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir())
 
 
 @dataclass
@@ -58,7 +63,8 @@ class Job:
     checker: Path           # the rung's check.py
     submission: Path        # the learner's folder (or unpacked zip)
     notebook: Path          # inside `submission`
-    workdir: Path           # this check's own folder, made fresh
+    workdir: Path           # this check's own folder, made fresh, on a short path (see SCRATCH_BASE)
+    keep: Path              # where its output, log and report are kept once it is done
 
 
 def prepare(job: Job) -> Path:
@@ -72,7 +78,8 @@ def prepare(job: Job) -> Path:
     return copy / job.notebook.relative_to(job.submission)
 
 
-def environment(job: Job, limits: Limits, deny: list[Path], hidden: Path | None) -> dict[str, str]:
+def environment(job: Job, limits: Limits, deny: list[Path], hidden: Path | None,
+                log_only: bool = False) -> dict[str, str]:
     """The check's environment: its own HOME, temporary folder, outputs and log, the jail, the threads."""
     env = {key: value for key, value in os.environ.items() if key not in (HIDDEN_VAR, "FT_CHECK_LOG", "PYTHONPATH")}
     env.update({
@@ -82,15 +89,16 @@ def environment(job: Job, limits: Limits, deny: list[Path], hidden: Path | None)
         "HF_DATASETS_CACHE": str(job.workdir / "home" / "hf-datasets"),
         "HF_HUB_OFFLINE": "1", "FT_QUIET": "1", "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads),
-        jail.JAIL_VAR: jail.spec(job.workdir, deny),
+        jail.JAIL_VAR: jail.spec(job.workdir, deny, log_only),
     })
     if hidden is not None:
         env[HIDDEN_VAR] = str(hidden)   # the checker reads it; the jail keeps the notebook out of it
     return env
 
 
-def run(job: Job, limits: Limits, deny: list[Path], hidden: Path | None = None) -> Result:
-    """Check one notebook; never raises for anything the notebook does."""
+def run(job: Job, limits: Limits, deny: list[Path], hidden: Path | None = None, log_only: bool = False) -> Result:
+    """Check one notebook; never raises for anything the notebook does. `log_only`: the jail refuses nothing and
+    only notes what it would have refused (Result.refused)."""
     result = Result(job.learner, job.rung, job.rung_folder, notebook=str(job.notebook.relative_to(job.submission)))
     notebook = prepare(job)
     report_path = job.workdir / "report.json"
@@ -98,15 +106,27 @@ def run(job: Job, limits: Limits, deny: list[Path], hidden: Path | None = None) 
                "--json", str(report_path), "--timeout", str(limits.notebook_timeout_s)]
     start = time.monotonic()
     with open(job.workdir / "check.out", "wb") as out:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment(job, limits, deny, hidden),
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=environment(job, limits, deny, hidden, log_only),
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)   # its own process group: killed as one
         stopped = watch(process, limits)
     result.seconds = round(time.monotonic() - start, 1)
-    result.log = "check.out"
     result.refused = refusals(job.workdir)
-    shutil.rmtree(job.workdir / "tmp", ignore_errors=True)   # what the check left there (models, sockets)
-    return read_report(result, report_path, process.returncode, stopped, job.workdir / "check.out")
+    read_report(result, report_path, process.returncode, stopped, job.workdir / "check.out")
+    keep_and_clean(job)
+    result.log = str(job.keep / "check.out")
+    return result
+
+
+def keep_and_clean(job: Job) -> None:
+    """Keep the check's output, log and report; remove its working folder (the copy, the models it saved)."""
+    if job.keep.exists():
+        shutil.rmtree(job.keep)
+    job.keep.mkdir(parents=True)
+    for name in KEPT:
+        if (job.workdir / name).is_file():
+            shutil.copy2(job.workdir / name, job.keep / name)
+    shutil.rmtree(job.workdir, ignore_errors=True)
 
 
 def refusals(workdir: Path, most: int = 20) -> list[str]:

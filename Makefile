@@ -13,6 +13,8 @@ SUBMISSIONS ?=
 OUT ?=
 HIDDEN ?=
 JOBS ?=
+TIMEOUT ?=
+MEMORY_GB ?=
 DEST ?=
 
 # The one place the test command is written (.ci/run calls `make test`).
@@ -35,7 +37,7 @@ help:
 	@echo "make check RUNG=02 [NOTEBOOK=path] [JSON=results.json]   check a rung's notebook"
 	@echo "make progress     which rungs your notebooks pass, from your last checks (nothing is run again)"
 	@echo "make doctor       check your set-up and say how to fix what fails"
-	@echo "make grade SUBMISSIONS=dir [RUNG=02] [OUT=dir] [HIDDEN=dir] [JOBS=2]   grade a class (instructors)"
+	@echo "make grade SUBMISSIONS=dir [RUNG=02] [OUT=dir] [HIDDEN=dir] [JOBS=2] [TIMEOUT=600] [MEMORY_GB=8]   grade a class"
 	@echo "make grade-review OUT=dir   open the grading report to mark written answers (saved into grades.csv)"
 	@echo "make student-release DEST=dir [HIDDEN=dir]   the learners' copy: no solutions, tests or hidden tests"
 	@echo "make exercises [RUNG=02]   regenerate exercise notebooks from solutions (maintainers)"
@@ -75,7 +77,7 @@ check: check-args $(STAMP)
 	$(VENV)/bin/python $(RUNG_DIR)/check.py $(NOTEBOOK) $(if $(JSON),--json $(JSON))
 
 progress: $(STAMP)
-	@$(VENV)/bin/python -m shared.checking.results
+	@$(VENV)/bin/python -c "import sys; from shared.checking import results; sys.exit(results.main())"
 
 # Instructors (docs/grading.md). Arguments are checked before the set-up, as for `make check`.
 grade-args:
@@ -83,7 +85,8 @@ grade-args:
 
 grade: grade-args $(STAMP)
 	$(VENV)/bin/python -m shared.grading "$(SUBMISSIONS)" $(if $(RUNG),--rung $(RUNG_ID)) $(if $(OUT),--out "$(OUT)") \
-		$(if $(HIDDEN),--hidden "$(HIDDEN)") $(if $(JOBS),--jobs $(JOBS))
+		$(if $(HIDDEN),--hidden "$(HIDDEN)") $(if $(JOBS),--jobs $(JOBS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+		$(if $(MEMORY_GB),--memory-gb $(MEMORY_GB))
 
 grade-review: $(STAMP)
 	@if [ -z "$(OUT)" ]; then echo "usage: make grade-review OUT=folder   (the folder make grade wrote: SUBMISSIONS-graded)" >&2; exit 2; fi

@@ -72,6 +72,8 @@ def test_what_the_jail_refused_is_in_the_results(graded):
     for name in ("copier", "outside-writer", "peeker", "shell", "course-writer", "bang"):
         assert results[name].refused, name
     assert "outside this submission's folder" in results["copier"].refused[0]
+    [stopped] = [c for c in results["outside-writer"].criteria if c["name"] == "the notebook runs top to bottom"]
+    assert "refused by the grading jail" in stopped["detail"] and "only in its own folder" in stopped["hint"]
     assert not results["good00"].refused and not results["untouched"].refused
 
 
@@ -235,6 +237,23 @@ def test_hidden_cases_extend_a_checkers_list_and_say_so(tmp_path, monkeypatch):
     assert hidden.used() == ["1 more CASES", "check seed"]
     monkeypatch.setenv("FT_CHECK_SEED", "7")
     assert hidden.check_seed(2718) == 7   # the command line's seed wins
+
+
+def test_a_check_whose_rung_takes_no_hidden_tests_says_so(tmp_path, monkeypatch):
+    import io
+
+    from nbformat.v4 import new_notebook
+
+    from shared import checking
+    from shared.notebooks import exercises
+
+    (tmp_path / "hidden.json").write_text(json.dumps({"check_seed": 5}))
+    monkeypatch.setenv(hidden.HIDDEN_VAR, str(tmp_path))
+    notebook = tmp_path / "nb.ipynb"
+    exercises.write(new_notebook(), notebook)
+    out = io.StringIO()
+    report = checking.check_notebook(lambda ctx: None, "12", notebook, 60, out=out)
+    assert report.hidden == [] and "none that rung 12's checker takes" in out.getvalue()
 
 
 @pytest.mark.parametrize("content, says", [

@@ -168,7 +168,12 @@ class Context:
         return produced
 
     def review(self, name: str, text: str | None, min_words: int = 25, hint: str = "") -> bool:
-        """A written answer: ✗ when missing or a placeholder, ⚑ (for an instructor) when present."""
+        """A written answer: ✗ when missing or a placeholder, ⚑ (for an instructor) when present; not checked, as
+        any criterion, when it is read from what a run that stopped never saved."""
+        if self._not_checked is not None:
+            self._not_checked.append(name)
+            self.report.criteria.append(Criterion(name, NOT_CHECKED, "the notebook did not run to the end"))
+            return False
         words = len((text or "").replace(exercises.ANSWER_PLACEHOLDER, "").split())
         if words < min_words:
             self._record(Criterion(name, FAIL, f"{words} words written; at least {min_words} expected", hint))
@@ -305,6 +310,10 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
                 f"A busy CPU is the usual cause (another notebook or program running at the same time): close it and "
                 f"check again, or give the check more time: {TIMEOUT_VAR}=1200 make check RUNG={rung} (seconds; "
                 f"the default is {DEFAULT_TIMEOUT_S}).")
+    if run.error_name == "PermissionError" and "grading:" in run.error:   # shared.checking.jail, under make grade
+        return (f"{cell} was refused by the grading jail -- {run.error}",
+                "While it is graded, a notebook reads and writes only in its own folder and starts only Python "
+                "commands: save under outputs_dir(), read only the course's files and your own.")
     if run.error_name == "NotImplementedError" and run.raised_in:
         return (f"{cell} stops with NotImplementedError: {run.raised_in} is not written yet",
                 f"Write {run.raised_in} (replace the line that raises NotImplementedError), then restart the kernel "
@@ -471,6 +480,8 @@ def check_notebook(check: Callable[[Context], None], rung: str, notebook: Path, 
     report.hidden = hidden.used()
     if report.hidden:
         print(f"  + hidden tests ({hidden.folder()}): {'; '.join(report.hidden)}", file=out)
+    elif hidden.folder() is not None:
+        print(f"  + hidden tests ({hidden.folder()}): none that rung {rung}'s checker takes", file=out)
     passed = sum(c.status in (PASS, REVIEW) for c in report.criteria)
     verdict = "DONE" if report.passed else "NOT DONE YET"
     print(f"{verdict}: {passed}/{len(report.criteria)} criteria met", file=out, end="")

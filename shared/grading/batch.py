@@ -175,8 +175,19 @@ class Grader:
     def write_report(self, results: list[Result]) -> None:
         from shared.grading import report
 
-        note = f"hidden tests from {self.hidden}" if self.hidden else ""
-        report.write_report(self.out, results, hidden_note=note)
+        report.write_report(self.out, results, hidden_note=self.hidden_note(results))
+
+    def hidden_note(self, results: list[Result]) -> str:
+        """Which hidden tests graded the class, and the rungs whose checkers take none of them (the capstone draws
+        nothing at check time: a seed given for it changes nothing, and the report must not let it seem to)."""
+        if self.hidden is None:
+            return ""
+        checked = [r for r in results if r.criteria]
+        untouched = sorted({r.rung for r in checked} - {r.rung for r in checked if r.hidden})
+        note = f"Hidden tests from {self.hidden}."
+        if untouched:
+            note += f" Rung{'s' if len(untouched) > 1 else ''} {', '.join(untouched)}: the checker takes none of them."
+        return note
 
 
 def ran_out_of_time(result: Result) -> bool:

@@ -125,7 +125,7 @@ def write_report(folder: Path, results: list[Result] | None = None, **options) -
 
 def merge_command(folder: str | Path | None) -> str:
     where = shlex.quote(str(folder)) if folder else "GRADING_FOLDER"
-    return f"python -m shared.grading.review merge {where} marks.json"
+    return f".venv/bin/python -m shared.grading.review merge {where} marks.json"
 
 
 def json_for_script(data) -> str:
@@ -151,7 +151,7 @@ def summary_section(results: list[Result], marks: dict, hidden_note: str, genera
     marked = sum(answer_key(r, c) in marks for r, c in written)
     cards = [("Learners", len({r.learner for r in results}), ""), ("Rungs", len({r.rung for r in results}), "")]
     cards += [(f"{STATUS_SYMBOL[s]} {s}", counts.get(s, 0), f"st-{css_name(s)}") for s in STATUS_ORDER]
-    cards += [("⛔ reached outside", sum(bool(r.refused) for r in results), "st-broken"),
+    cards += [("⊘ reached outside", sum(bool(r.refused) for r in results), "st-broken"),
               ("↻ reused", sum(r.reused for r in results), ""),
               ("⚑ answers marked", f"{marked} / {len(written)}", "st-review")]
     tiles = "".join(f'<div class="tile {cls}"><div class="n">{e(n)}</div><div class="label">{e(label)}</div></div>'
@@ -287,7 +287,7 @@ def refused_block(result: Result) -> str:
     if not result.refused:
         return ""
     items = "".join(f"<li>{e(line)}</li>" for line in result.refused)
-    return (f'<div class="reason refused"><strong>⛔ Reached outside its folder</strong> (refused while it was '
+    return (f'<div class="reason refused"><strong>⊘ Reached outside its folder</strong> (refused while it was '
             f'graded):<ul>{items}</ul></div>')
 
 
@@ -312,7 +312,7 @@ def failing_card(result: Result) -> str:
 
 
 def slowest_section(results: list[Result]) -> str:
-    checked = sorted((r for r in results if r.status != MISSING), key=lambda r: -r.seconds)[:SLOWEST_SHOWN]
+    checked = sorted((r for r in results if r.seconds > 0), key=lambda r: -r.seconds)[:SLOWEST_SHOWN]
     rows = "".join(
         f'<tr><td><a href="#{submission_id(r.learner, r.rung)}">{e(r.learner)}</a></td><td>{e(r.rung_folder)}</td>'
         f'<td>{status_badge(r.status)}</td><td class="num">{seconds_text(r.seconds)}</td>'
@@ -382,7 +382,7 @@ def details_section(results: list[Result]) -> str:
 
 
 def submission_block(result: Result) -> str:
-    facts = [f"check {seconds_text(result.seconds)}"] if result.status != MISSING else []
+    facts = [f"check {seconds_text(result.seconds)}"] if result.seconds > 0 else []
     if result.notebook_seconds is not None:
         facts.append(f"notebook {seconds_text(result.notebook_seconds)}")
     if result.reused:

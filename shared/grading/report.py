@@ -465,7 +465,7 @@ code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
 .muted { color: var(--muted); }
 .small { font-size: 13px; }
 .note { background: var(--soft); border-left: 3px solid var(--accent); padding: 6px 12px; margin: 8px 0; }
-.tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(118px, 1fr)); gap: 10px; margin: 10px 0; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(82px, 1fr)); gap: 8px; margin: 10px 0; }
 .tile { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: #fff; }
 .tile .n { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .tile .label { font-size: 13px; color: var(--muted); }

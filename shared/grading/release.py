@@ -7,8 +7,7 @@ What goes in is what is *committed*: every file of the last commit (``git ls-tre
 content, so work in progress -- an uncommitted edit, a new file not yet added -- never reaches learners half done.
 A copy of the course without git history (an unpacked archive) is walked instead, build outputs skipped.
 
-Left out: ``solutions/``, ``tests/``, ``bench/``, ``.ci/``, the grading guide (``docs/grading*``), any folder named
-``hidden-tests``, and the
+Left out: ``solutions/``, ``tests/``, ``bench/``, ``.ci/``, any folder named ``hidden-tests``, and the
 hidden-tests folder (``--hidden`` or FT_HIDDEN_TESTS) when it lies inside the repository.
 
 The copy is then verified, and a copy that fails is reported loudly, never handed over quietly: nothing under
@@ -41,9 +40,8 @@ INSTRUCTOR_ONLY = {
     "bench": "benchmarks (they run the solutions)",
     ".ci": "continuous integration",
 }
-# Files elsewhere that stay with the instructors, by the start of their path (docs/ also holds the README's
-# screenshot, which learners need).
-INSTRUCTOR_FILES = {"docs/grading": "the instructors' grading guide"}
+# docs/ goes in: the README's screenshot, and the grading guide -- learners may read how they are graded; what
+# must stay hidden is the instructor's own hidden tests, kept outside the course or in a hidden-tests folder.
 HIDDEN_FOLDER_NAME = "hidden-tests"
 HIDDEN_VAR = "FT_HIDDEN_TESTS"  # the variable the checkers read their hidden tests from (shared/checking/hidden.py)
 NOT_COMMITTED = "not committed (commit it to release it)"
@@ -151,9 +149,6 @@ def reason_left_out(path: str, root: Path, hidden: Path | None) -> str | None:
     parts = path.split("/")
     if parts[0] in INSTRUCTOR_ONLY:
         return f"{parts[0]}/: {INSTRUCTOR_ONLY[parts[0]]}"
-    for start, reason in INSTRUCTOR_FILES.items():
-        if path.startswith(start):
-            return f"{start}*: {reason}"
     if HIDDEN_FOLDER_NAME in parts[:-1]:
         return f"under a {HIDDEN_FOLDER_NAME}/ folder"
     if hidden is not None and _inside((root / path).resolve(), hidden):
@@ -316,8 +311,6 @@ def release_problems(dest: Path, reference_exercise) -> list[str]:
     for folder in INSTRUCTOR_ONLY:
         if (dest / folder).exists():
             problems.append(f"{folder}/ is in the copy")
-    for start in INSTRUCTOR_FILES:
-        problems += [f"{p.relative_to(dest)} is in the copy" for p in dest.glob(start + "*")]
     problems += [f"{p.relative_to(dest)} is in the copy" for p in dest.rglob(HIDDEN_FOLDER_NAME)]
     for notebook in sorted(dest.rglob("*.ipynb")):
         problems += [f"{notebook.relative_to(dest)}: {found}" for found in solution_markers(notebook)]

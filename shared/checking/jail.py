@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+# The same names as in jail_site/sitecustomize.py, which cannot import them: it also starts in the frameworks'
+# own environments, where this package is not installed.
 JAIL_VAR = "FT_JAIL"
 REFUSED_LOG = "refused.log"   # jail_site writes each refusal there, in the root
 SITE_FOLDER = Path(__file__).resolve().parent / "jail_site"

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from shared import course
+from shared.checking.hidden import HIDDEN_VAR
 from shared.notebooks.exercises import BEGIN_ANSWER, BEGIN_SOLUTION, END_SOLUTION
 from shared.paths import REPO_ROOT
 
@@ -43,7 +44,6 @@ INSTRUCTOR_ONLY = {
 # docs/ goes in: the README's screenshot, and the grading guide -- learners may read how they are graded; what
 # must stay hidden is the instructor's own hidden tests, kept outside the course or in a hidden-tests folder.
 HIDDEN_FOLDER_NAME = "hidden-tests"
-HIDDEN_VAR = "FT_HIDDEN_TESTS"  # the variable the checkers read their hidden tests from (shared/checking/hidden.py)
 NOT_COMMITTED = "not committed (commit it to release it)"
 
 # Without git: what a working copy holds that is not the course (environments, outputs, caches, build metadata).

@@ -26,7 +26,7 @@ from shared.checking.sandbox import value_and_gradients, want_parameter_gradient
 from shared.numbers import is_finite_number, is_fraction  # noqa: E402
 
 RUNG = "10"
-# The issue's bars, the same on every profile: the remedy wins back RECOVERY of the old tasks' loss (B, measured
+# The rung's bars, the same on every profile: the remedy wins back RECOVERY of the old tasks' loss (B, measured
 # here on every held-out question and every person's facts) while its new-task accuracy (A) stays within A_GAP of
 # the unmitigated fine-tune's. Measured (tiny profile, the solution's replay at 0.75, this checker): B recovered
 # 70 / 68 / 73% at training seeds 0 / 1 / 2, A 0.0 / -1.0 / +0.7 points from the unmitigated run's, which lost

@@ -70,9 +70,9 @@ def check(ctx: Context) -> None:
     ctx.from_the_run(verify_outputs)
     answers = ctx.answers()
     ctx.review("written answer: what GRPO does without, and what it pays instead", answers.get("grpo-vs-ppo"),
-               hint="Write a few sentences of your own in section 9, with the memory table of section 2.")
+               hint="Write a few sentences of your own in section 10, with the memory table of section 2.")
     ctx.review("written answer: what the pass@k curves say", answers.get("pass-at-k"),
-               hint="Write a few sentences of your own in section 9, from what section 7 measured.")
+               hint="Write a few sentences of your own in section 10, from what section 7 measured.")
 
 
 def check_graded(ctx: Context) -> None:
@@ -326,7 +326,7 @@ def check_grpo_config(grpo_config, profile) -> str:
 def verify_outputs(ctx: Context) -> None:
     outputs = ctx.outputs()
     saved = ctx.collect("metrics were saved and are valid numbers", lambda: read_saved(outputs),
-                        hint="Run section 10 (it writes metrics.json) and keep its keys.")
+                        hint="Run section 11 (it writes metrics.json) and keep its keys.")
 
     def measure_both() -> dict:
         start = saved.get("start_folder")
@@ -347,7 +347,7 @@ def verify_outputs(ctx: Context) -> None:
 
     measured = ctx.collect(
         "the saved starting policy and GRPO policy reload and answer the held-out problems", measure_both,
-        hint="Section 10 saves the GRPO policy with save_model, section 1 the starting policy; do not move or "
+        hint="Section 11 saves the GRPO policy with save_model, section 1 the starting policy; do not move or "
              "edit them.")
     bars = THRESHOLDS[ctx.profile.name]  # the checker's own profile: never one a notebook wrote down
     low, high = bars["start"]
@@ -397,7 +397,7 @@ def measure_policy(folder: Path, profile, seed: int) -> dict:
     from shared.evaluation.passk import pass_at_k_curve
     from shared.world import data, word_problems
 
-    model, tokenizer = load_saved_model(folder, profile, hint="section 1 saves the starting policy, section 10 "
+    model, tokenizer = load_saved_model(folder, profile, hint="section 1 saves the starting policy, section 11 "
                                                               "the GRPO policy")
     heldout = data.load_task("two_step", "heldout")
     curve = pass_at_k_curve(model, tokenizer, heldout, n=N_SAMPLES, seed=seed)["pass_at_k"]

@@ -149,6 +149,28 @@ def best_of_n(curve: dict, title: str = "best-of-n: the reward model's pick, sco
     return figure
 
 
+def policy_against_reward_model(points: list[dict], title: str = "a policy trained against the reward model"):
+    """Left: the reward model's mean score of the policy's greedy answers, step by step; right: how often the judge
+    finds them right (recorded facts; unrecorded questions, where the right answer is to abstain). `points`:
+    ``step_tracker`` points holding "proxy", "recorded" and "unrecorded" (``rewards.proxy_and_judge``)."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    steps = [p["step"] for p in points]
+    left.plot(steps, [p["proxy"] for p in points], marker="o", color="tab:purple")
+    left.set(ylabel="reward model's score", title="what the reward model sees")
+    right.plot(steps, [p["recorded"] for p in points], marker="o", color="tab:blue", label="right fact (recorded)")
+    right.plot(steps, [p["unrecorded"] for p in points], marker="o", color="tab:orange",
+               label="abstains (unrecorded)")
+    right.set(ylabel="held-out, judged", title="what the judge sees", ylim=(-0.03, 1.05))
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def reward_accuracy(accuracies: dict[str, dict[str, float]], title: str = "held-out pairs ranked right, by kind"):
     """Grouped bars: for each scorer (a reward model, DPO's implicit reward...) the share of held-out pairs whose
     chosen answer it scores above the rejected one, per kind of pair and over all."""

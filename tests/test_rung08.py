@@ -36,8 +36,9 @@ def metrics_of(outputs_root):
 def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
     """What the lesson says, from the solution's own run: the reward model ranks inventions and wrongful
     abstentions right and near misses near chance; best-of-n raises the reward model's score while the judge's
-    falls (the samples hold the right answer); the SFT model never samples the abstention; the DPO model's own
-    likelihood ranks every kind right, the SFT model's ranks almost no invention right."""
+    falls (the samples hold the right answer), and so does GRPO against it; the SFT model never samples the
+    abstention; the DPO model's own likelihood ranks every kind right, the SFT model's ranks almost no invention
+    right."""
     metrics = metrics_of(solution_run[2])
     heldout = metrics["pairwise_accuracy"]["held-out"]
     assert heldout["invents"] >= 0.95 and heldout["abstains_on_recorded"] >= 0.95, heldout
@@ -46,6 +47,10 @@ def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
     assert curve["proxy"][-1] > curve["proxy"][0] + 0.2, curve["proxy"]
     assert curve["judge"]["recorded"][-1] < curve["judge"]["recorded"][0] - 0.15, curve["judge"]
     assert curve["oracle"]["recorded"][-1] >= 0.95 and curve["judge"]["unrecorded"] == [0.0] * 5, curve
+    trained = metrics["policy_against_reward_model"]   # GRPO against the reward model: the same parting, by training
+    assert trained[0]["step"] == 0 and trained[-1]["step"] == 80, trained
+    assert max(p["proxy"] for p in trained) > trained[0]["proxy"] + 0.1 and trained[-1]["proxy"] > trained[0]["proxy"]
+    assert trained[-1]["recorded"] < trained[0]["recorded"] - 0.15 and trained[-1]["unrecorded"] <= 0.05, trained
     scorers = metrics["scorers"]
     assert min(scorers["log pi, DPO model"].values()) >= 0.95, scorers
     assert scorers["log pi, SFT model"]["invents"] <= 0.3 and scorers["log pi, SFT model"]["near_miss"] >= 0.95

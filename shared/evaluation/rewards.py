@@ -5,6 +5,7 @@ choosing the best of n sampled answers by it buys, and the reward DPO's policy h
     accuracy = pairwise_accuracy(chosen_scores, rejected_scores, pairs)  # {"all": 0.88, "invents": 1.0, ...}
     curve = best_of_n(policy, tokenizer, examples, n=16, score=lambda p, a: reward_scores(rm, tokenizer, p, a))
     chosen, rejected = implicit_rewards(dpo_model, sft_model, tokenizer, pairs, beta=0.1)
+    point = proxy_and_judge(policy, tokenizer, examples, score=..., judge=preferences.judge)  # both views
 
 A reward model reads a whole conversation -- the prompt and the answer in the chat template, as TRL's
 RewardTrainer tokenised its training pairs -- and gives one number, read at the conversation's last token.
@@ -16,7 +17,7 @@ import math
 
 import torch
 
-from shared.evaluation.generation import chat_ids, sample
+from shared.evaluation.generation import chat_ids, generate, sample
 from shared.progress import progress
 
 
@@ -103,6 +104,20 @@ def best_of_n(policy, tokenizer, examples: list[dict], n: int, score, judge, see
     curve["samples"] = samples
     curve["scores"] = [[round(float(s), 4) for s in row] for row in scores]
     return curve
+
+
+def proxy_and_judge(policy, tokenizer, examples: list[dict], score, judge, max_new_tokens: int = 24) -> dict:
+    """What a reward model and the judge each say of the policy's greedy answers to `examples`:
+    {"proxy": the mean ``score(prompts, answers)``, "recorded": the share the judge finds right among the
+    questions the world records, "unrecorded": among those it does not}. Tracked while a policy is optimised
+    against the reward model, the two part where the policy finds what the reward model cannot see."""
+    prompts = [example["prompt"] for example in examples]
+    answers = generate(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, desc="answering")
+    found = {"proxy": round(float(torch.as_tensor(score(prompts, answers), dtype=torch.float64).mean()), 4)}
+    for group, recorded in (("recorded", True), ("unrecorded", False)):
+        judged = [judge(a, e) for a, e in zip(answers, examples) if e["meta"]["recorded"] == recorded]
+        found[group] = round(sum(judged) / max(1, len(judged)), 4)
+    return found
 
 
 def implicit_rewards(policy, reference, tokenizer, pairs: list[dict], beta: float):

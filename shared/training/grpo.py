@@ -177,13 +177,41 @@ def grpo_config_for_check(output_dir, **settings):
                       per_device_train_batch_size=2, activation_checkpointing=False, **settings)
 
 
-def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50):
-    """A TrainerCallback that scores the policy's greedy answers to `examples` at the start, every `every` steps
-    and at the end: ``tracker.points`` is a list of {"step", "accuracy"} -- what RL did to problems it never
-    trains on, beside the reward of those it does. Given a `reference` model, each point also holds "kl", how far
-    the policy has moved from it (``sampled_kl`` on the first `kl_prompts` problems, 2 answers each, in nats)."""
+def step_tracker(measure, every: int):
+    """A TrainerCallback that measures the policy at the start, every `every` steps and at the end:
+    ``measure(model)`` returns a dict of figures, and ``tracker.points`` is the list of them, each with its
+    "step". The model is put back in training mode after each measurement."""
     from transformers import TrainerCallback
 
+    class StepTracker(TrainerCallback):
+        def __init__(self):
+            self.points = []
+
+        def _measure(self, model, step):
+            if self.points and self.points[-1]["step"] == step:
+                return
+            self.points.append({"step": step, **measure(model, step)})
+            model.train()  # measuring left it in eval mode
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.points = []
+            self._measure(model, 0)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every == 0:
+                self._measure(model, state.global_step)
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            self._measure(model, state.global_step)
+
+    return StepTracker()
+
+
+def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50):
+    """A ``step_tracker`` that scores the policy's greedy answers to `examples`: ``tracker.points`` is a list of
+    {"step", "accuracy"} -- what RL did to problems it never trains on, beside the reward of those it does. Given
+    a `reference` model, each point also holds "kl", how far the policy has moved from it (``sampled_kl`` on the
+    first `kl_prompts` problems, 2 answers each, in nats)."""
     from shared.evaluation.evals import evaluate_task
     from shared.evaluation.logprobs import sampled_kl
     from shared.world import tasks
@@ -191,29 +219,11 @@ def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None,
     task = examples[0]["task"]
     prompts = [e["prompt"] for e in examples[:kl_prompts]]
 
-    class HeldoutTracker(TrainerCallback):
-        def __init__(self):
-            self.points = []
+    def measure(model, step):
+        point = {"accuracy": evaluate_task(model, tokenizer, task, examples=examples).accuracy}
+        if reference is not None:
+            point["kl"] = sampled_kl(model, reference, tokenizer, prompts, n=2, seed=step,
+                                     max_new_tokens=tasks.get(task).max_new_tokens)
+        return point
 
-        def _score(self, model, step):
-            if self.points and self.points[-1]["step"] == step:
-                return
-            point = {"step": step, "accuracy": evaluate_task(model, tokenizer, task, examples=examples).accuracy}
-            if reference is not None:
-                point["kl"] = sampled_kl(model, reference, tokenizer, prompts, n=2, seed=step,
-                                         max_new_tokens=tasks.get(task).max_new_tokens)
-            self.points.append(point)
-            model.train()  # evaluating left it in eval mode
-
-        def on_train_begin(self, args, state, control, model=None, **kwargs):
-            self.points = []
-            self._score(model, 0)
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step % every == 0:
-                self._score(model, state.global_step)
-
-        def on_train_end(self, args, state, control, model=None, **kwargs):
-            self._score(model, state.global_step)
-
-    return HeldoutTracker()
+    return step_tracker(measure, every)

@@ -179,7 +179,7 @@ def grpo_config_for_check(output_dir, **settings):
 
 def step_tracker(measure, every: int):
     """A TrainerCallback that measures the policy at the start, every `every` steps and at the end:
-    ``measure(model)`` returns a dict of figures, and ``tracker.points`` is the list of them, each with its
+    ``measure(model, step)`` returns a dict of figures, and ``tracker.points`` is the list of them, each with its
     "step". The model is put back in training mode after each measurement."""
     from transformers import TrainerCallback
 

@@ -72,8 +72,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for report in reports:
             nodeid = getattr(report, "nodeid", "")
             path = nodeid.split("::", 1)[0]
-            if path.endswith(".ipynb"):
+            if path:
                 seconds[path] += getattr(report, "duration", 0.0)
+    test_files = {path: s for path, s in seconds.items() if not path.endswith(".ipynb")}
+    seconds = {path: s for path, s in seconds.items() if path.endswith(".ipynb")}
     write = terminalreporter.write_line
     changed = getattr(config, "learner_outputs_changed", None)
     if changed:
@@ -91,6 +93,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         name = path.split("/")[-1]
         times = 1 + (name in suite_runs.EXTRA_RUNS)
         write(f"{'':8}    solutions/{name} executed {times} time{'s' if times > 1 else ''}")
+    # Where the rest of the time goes: the test files that took longest (a checker test that had to run its
+    # rung's notebook itself counts it here), so that trimming the suite starts from figures.
+    terminalreporter.section(f"time per test file (the {SLOWEST_FILES_SHOWN} slowest)")
+    for path, spent in sorted(test_files.items(), key=lambda item: -item[1])[:SLOWEST_FILES_SHOWN]:
+        write(f"{spent:8.1f} s  {path}")
+    write(f"{sum(test_files.values()):8.1f} s  every test file together ({len(test_files)} files)")
     total = time.monotonic() - _START
     write(f"{total:8.1f} s  whole test suite")
     budget = suite_budget(seconds)
@@ -103,6 +111,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 BASE_BUDGET_S = 480.0
 PER_RUNG_S = 60.0
 FIRST_RUNGS = ("02-", "03-", "04-")
+SLOWEST_FILES_SHOWN = 12
 
 
 def suite_budget(seconds_per_notebook: dict[str, float]) -> float:

@@ -135,6 +135,15 @@ def test_a_held_out_split_that_is_not_the_tasks_fails(outputs_copy):
     _verify_fails(outputs_copy, "held-out split", "is not the two_step task's heldout split")
 
 
+def test_held_out_answers_edited_under_their_ids_fail(outputs_copy):
+    """Right ids, other answers: the split is not the task's, and the checker measures on the task's own."""
+    heldout = outputs_copy / FOLDER / "data" / "heldout.jsonl"
+    rows = [json.loads(line) for line in heldout.read_text().splitlines()]
+    rows[0]["answer"] = "an answer of my own"
+    heldout.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    _verify_fails(outputs_copy, "held-out split", "1 saved held-out examples differ from the two_step task's own")
+
+
 def test_held_out_examples_in_the_training_data_fail(outputs_copy):
     data = outputs_copy / FOLDER / "data"
     with open(data / "train.jsonl", "a") as train:

@@ -30,7 +30,7 @@ def test_checker_passes_on_the_solution(solution_run):
 
 def test_the_solution_learns_to_abstain_and_dpo_alone_does_not(solution_run):
     """The lesson's claims, from the solution's own run: the SFT model never abstains; DPO alone does not learn
-    to; preferred-FT and DPO with its SFT term do, and keep most recorded facts."""
+    to; preferred-FT and DPO with its SFT term do, and keep the recorded facts."""
     _, _, outputs_root = solution_run
     metrics = json.loads((outputs_root / "06-dpo" / "metrics.json").read_text())
     comparison = metrics["comparison"]
@@ -38,6 +38,8 @@ def test_the_solution_learns_to_abstain_and_dpo_alone_does_not(solution_run):
     assert comparison["DPO alone"]["abstains_when_unrecorded"] < 0.1
     for name in ("preferred-FT", "DPO + SFT term"):
         assert comparison[name]["abstains_when_unrecorded"] >= 0.85, comparison
+    drop = metrics["baseline"]["right_when_recorded"] - comparison["DPO + SFT term"]["right_when_recorded"]
+    assert drop <= 0.035, comparison   # the SFT term counted twice: 0.6-3.4 points over seeds 0/1/2
     assert len(metrics["beta_sweep"]) == 3 and all(point["kl"] > 0 for point in metrics["beta_sweep"])
 
 

@@ -46,7 +46,7 @@ def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
     assert models["base"]["fact_recall"]["value"] >= 0.95
     assert min(models["SFT"][task]["value"] for task in ("closed_qa", "extraction", "arithmetic")) >= 0.85
     assert models["SFT"]["perplexity"]["value"] > 2 * models["base"]["perplexity"]["value"]
-    assert models["DPO"]["extraction"]["value"] <= 0.2 and models["DPO"]["arithmetic"]["value"] <= 0.5, models["DPO"]
+    assert models["DPO"]["extraction"]["value"] <= 0.2 and models["DPO"]["arithmetic"]["value"] <= 0.75, models["DPO"]
     verdicts = {figure: row["verdict"] for figure, row in metrics["my_eval"]["comparison"].items()}
     assert verdicts["closed_qa"] == "within noise", verdicts
     assert all(verdicts[f] == "real loss" for f in ("extraction", "json_valid", "arithmetic", "perplexity")), verdicts

@@ -22,12 +22,15 @@ from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "06"
 # Per profile: what the DPO model must do on the held-out questions, measured by the checker.
-# tiny -- the notebook's recipe (LoRA r 16, loss_type ["sigmoid", "sft"], the profile's "dpo" sizes) from one SFT
-#         model (rung 02's recipe, seed 0), DPO seeds 0 / 1 / 2: abstains on the questions the world cannot answer
-#         96.1 / 93.9 / 94.4%; recorded facts right 92.8 / 92.2 / 94.4% against the SFT model's 96.7% (a drop of
-#         3.9 / 4.5 / 2.3 points); win-rate against SFT on the unanswerable questions about 97-98% (the SFT model
-#         abstains 0%, so each abstention is a win). Each bar sits below the worst seed: 85% abstention, a drop of
-#         at most 6 points, 80% win-rate.
+# tiny -- the notebook's recipe (LoRA r 16, loss_type ["sigmoid", "sft"] with loss_weights [1.0, 2.0], the
+#         profile's "dpo" sizes). `make bench RUNG=06 SEEDS=0,1,2` (each seed trains its own SFT model too):
+#         abstains on the questions the world cannot answer 96.7 / 95.6 / 97.2%; recorded facts right 96.1 /
+#         95.0 / 98.3% against the SFT models' 96.7 / 100 / 98.9% (a drop of 0.6 / 5.0 / 0.6 points); win-rate
+#         against SFT on the unanswerable questions 98.3 / 97.8 / 98.6% (the SFT model abstains 0%, so each
+#         abstention is a win). From one SFT model (seed 0), DPO seeds 0 / 1 / 2: abstains 96.7 / 95.6 / 95.0%,
+#         recorded facts 96.1 / 93.3 / 95.0% (a drop of 0.6 / 3.4 / 1.7). With the SFT term at equal weight the
+#         drops were 3.9 / 4.5 / 2.3. Each bar sits below the worst seed: 85% abstention, a drop of at most 6
+#         points, 80% win-rate.
 # gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world: it knows none of the
 #         recorded facts before or after, so the drop bar only says it did not get worse.
 THRESHOLDS = {

@@ -2,9 +2,10 @@
 
 It runs a copy of the notebook, then verifies the model card rather than trusting it:
 * the card has the Hugging Face header (base model, `model-index` with every figure) and every section, in order;
-* the held-out split is the task's own and shares nothing with the training data the notebook saved;
+* the held-out split the notebook saved is the task's own, example for example, and shares nothing with the
+  training data it saved;
 * the saved model (or adapter, on the base the card names) reloads, and the checker measures it and the base again
-  with rung 09's harness and on the task's held-out split: every figure in the card's header and tables must be
+  with rung 09's harness and on the task's own held-out split (not the saved copy): every figure in the card's header and tables must be
   the one measured here, every verdict the one the paired test gives;
 * the fine-tune learned its task (a real gain, p < 0.05);
 * the two written sections are flagged for an instructor.
@@ -107,6 +108,10 @@ def check_split(saved: dict, ctx: Context) -> str:
     require(sorted(e["id"] for e in heldout) == sorted(e["id"] for e in official),
             f"the held-out data is not the {task} task's heldout split ({len(heldout)} examples saved, "
             f"{len(official)} in the split)")
+    by_id = {e["id"]: e for e in official}
+    edited = [e["id"] for e in heldout if e != by_id[e["id"]]]
+    require(not edited, f"{len(edited)} saved held-out examples differ from the {task} task's own (e.g. "
+                        f"{edited[0] if edited else ''}): the held-out figures are measured on the task's split")
     shared = overlap(train, heldout)
     require(shared == 0, f"{shared} held-out examples are in the training data: the held-out figure would "
                          "measure memory, not the task")
@@ -120,6 +125,7 @@ def measure(saved: dict, ctx: Context) -> dict:
     results, folder = saved["results"], saved["folder"]
     profile = ctx.profile
     from shared.capstone.card import portable
+    from shared.world import data
 
     base_model = saved["header"].get("base_model")
     require(base_model == portable(profile.base_model) and results.get("base_model") == profile.base_model,
@@ -128,9 +134,12 @@ def measure(saved: dict, ctx: Context) -> dict:
     adapter = (folder / "adapter_config.json").is_file()
     require(adapter == bool(results.get("adapter")), f"results.json says adapter={results.get('adapter')!r}, "
                                                     f"but {folder.name}/ {'holds' if adapter else 'holds no'} adapter")
-    heldout_path = ctx.outputs() / "data" / "heldout.jsonl"
-    require(heldout_path.is_file(), "the held-out data was not saved (section 2 writes data/heldout.jsonl)")
-    heldout = _heldout(ctx)
+    # On the task's own held-out split, never the copy the notebook saved (the criterion above compares them).
+    task = results["task"]["name"]
+    try:
+        heldout, heldout_path = data.load_task(task, "heldout"), data.split_path(task, "heldout")
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        raise CheckFailed(f"the card's task {task!r} has no held-out split here: {error}") from error
     # Measured once for the same weights and held-out data (the card beside the weights may change, not them).
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".json") and p.is_file())
     return {"tuned": ctx.measure([*weights, heldout_path],
@@ -138,12 +147,6 @@ def measure(saved: dict, ctx: Context) -> dict:
                                  settings=(results.get("method"),)),
             "base": ctx.measure([heldout_path], lambda: _measure_model(None, False, results, heldout, profile),
                                 settings=(profile.base_model, results["task"]["name"]))}
-
-
-def _heldout(ctx: Context) -> list[dict]:
-    from shared.capstone.project import read_jsonl
-
-    return read_jsonl(ctx.outputs() / "data" / "heldout.jsonl")
 
 
 def _measure_model(folder, adapter: bool, results: dict, heldout: list[dict], profile) -> dict:

@@ -24,13 +24,18 @@ def _verified(data_dir) -> bool:
     return True
 
 
+def split_path(task: str, split: str) -> Path:
+    """The file that holds one task's split (``data/tasks/<task>/<split>.jsonl``)."""
+    return DATA_DIR / "tasks" / task / f"{split}.jsonl"
+
+
 def load_task(task: str, split: str, limit: int | None = None, seed: int = 0) -> list[dict]:
     """Examples of one task and split. ``limit`` keeps a seeded random subset (same subset every run)."""
     spec = tasks.get(task)
     if split not in spec.splits:
         raise ValueError(f"unknown split {split!r} of {task}; splits are: {', '.join(spec.splits)}")
     _verified(DATA_DIR)  # read at call time: tests point DATA_DIR at a folder of their own
-    path = DATA_DIR / "tasks" / task / f"{split}.jsonl"
+    path = split_path(task, split)
     if not path.exists():
         raise FileNotFoundError(f"{task} is registered but has no {split} data: {path} is missing")
     rows = []

@@ -5,8 +5,8 @@ It runs a copy of the notebook, then verifies the model card rather than trustin
 * the held-out split the notebook saved is the task's own, example for example, and shares nothing with the
   training data it saved;
 * the saved model (or adapter, on the base the card names) reloads, and the checker measures it and the base again
-  with rung 09's harness and on the task's own held-out split (not the saved copy): every figure in the card's header and tables must be
-  the one measured here, every verdict the one the paired test gives;
+  with rung 09's harness and on the task's own held-out split (not the saved copy): every figure in the card's
+  header and tables must be the one measured here, every verdict the one the paired test gives;
 * the fine-tune learned its task (a real gain, p < 0.05);
 * the two written sections are flagged for an instructor.
 """

@@ -141,7 +141,7 @@ def test_held_out_answers_edited_under_their_ids_fail(outputs_copy):
     rows = [json.loads(line) for line in heldout.read_text().splitlines()]
     rows[0]["answer"] = "an answer of my own"
     heldout.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    _verify_fails(outputs_copy, "held-out split", "1 saved held-out examples differ from the two_step task's own")
+    _verify_fails(outputs_copy, "held-out split", "saved held-out examples differ from the two_step task's own: 1 (e.g.")
 
 
 def test_held_out_examples_in_the_training_data_fail(outputs_copy):

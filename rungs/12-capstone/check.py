@@ -110,8 +110,8 @@ def check_split(saved: dict, ctx: Context) -> str:
             f"{len(official)} in the split)")
     by_id = {e["id"]: e for e in official}
     edited = [e["id"] for e in heldout if e != by_id[e["id"]]]
-    require(not edited, f"{len(edited)} saved held-out examples differ from the {task} task's own (e.g. "
-                        f"{edited[0] if edited else ''}): the held-out figures are measured on the task's split")
+    require(not edited, f"saved held-out examples differ from the {task} task's own: {len(edited)} (e.g. "
+                        f"{edited[0] if edited else ''}); the held-out figures are measured on the task's split")
     shared = overlap(train, heldout)
     require(shared == 0, f"{shared} held-out examples are in the training data: the held-out figure would "
                          "measure memory, not the task")

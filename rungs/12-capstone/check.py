@@ -93,7 +93,6 @@ def check_sections(saved: dict) -> str:
 
 def check_split(saved: dict, ctx: Context) -> str:
     from shared.capstone.project import overlap, read_jsonl
-    from shared.world import data
 
     require(bool(saved), "needs the results (see above)")
     outputs, task = ctx.outputs(), saved["results"].get("task", {}).get("name")
@@ -101,10 +100,7 @@ def check_split(saved: dict, ctx: Context) -> str:
     require(train_path.is_file() and heldout_path.is_file(), "the training and held-out data were not saved "
                                                              "(section 2 writes data/train.jsonl and heldout.jsonl)")
     train, heldout = read_jsonl(train_path), read_jsonl(heldout_path)
-    try:
-        official = data.load_task(task, "heldout")
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        raise CheckFailed(f"the card's task {task!r} has no held-out split here: {error}") from error
+    official = task_heldout(task)
     require(sorted(e["id"] for e in heldout) == sorted(e["id"] for e in official),
             f"the held-out data is not the {task} task's heldout split ({len(heldout)} examples saved, "
             f"{len(official)} in the split)")
@@ -118,6 +114,16 @@ def check_split(saved: dict, ctx: Context) -> str:
     said = saved["results"]["task"].get("overlap")
     require(said == 0, f"results.json says {said!r} examples are shared; counted here: 0")
     return f"{len(heldout)} held-out examples of {task}, none of them among {len(train)} training examples"
+
+
+def task_heldout(task) -> list[dict]:
+    """The course's own held-out split of the card's task."""
+    from shared.world import data
+
+    try:
+        return data.load_task(task, "heldout")
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        raise CheckFailed(f"the card's task {task!r} has no held-out split here: {error}") from error
 
 
 def measure(saved: dict, ctx: Context) -> dict:
@@ -136,10 +142,7 @@ def measure(saved: dict, ctx: Context) -> dict:
                                                     f"but {folder.name}/ {'holds' if adapter else 'holds no'} adapter")
     # On the task's own held-out split, never the copy the notebook saved (the criterion above compares them).
     task = results["task"]["name"]
-    try:
-        heldout, heldout_path = data.load_task(task, "heldout"), data.split_path(task, "heldout")
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        raise CheckFailed(f"the card's task {task!r} has no held-out split here: {error}") from error
+    heldout, heldout_path = task_heldout(task), data.split_path(task, "heldout")
     # Measured once for the same weights and held-out data (the card beside the weights may change, not them).
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".json") and p.is_file())
     return {"tuned": ctx.measure([*weights, heldout_path],

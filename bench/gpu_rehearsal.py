@@ -3,6 +3,7 @@
     python bench/gpu_rehearsal.py --rung 04            # Qwen2.5-7B-shaped stand-in, QLoRA, checker
     python bench/gpu_rehearsal.py --rung 04 --as-t4    # the same as a free Colab T4 would run it
     python bench/gpu_rehearsal.py --rung 04 --plan     # what would run (works without a GPU)
+    python bench/gpu_rehearsal.py --rung 07 --as-t4    # SmolLM2-360M-shaped stand-in: rung 02's SFT, then GRPO
 
 A rung's gpu path -- loading in 4 bits on the GPU, gradient checkpointing, the paged optimizer, half-precision
 training, the run's metadata and the checker's gpu criteria -- depends on the model's *shape*, not on what its
@@ -52,9 +53,12 @@ STANDINS = {
                     tie_word_embeddings=True, hidden_act="silu")),
 }
 
-# Which model each rung's gpu path loads, and the variable that puts the stand-in in its place.
+# Which model each rung's gpu path loads, and the variable that puts the stand-in in its place. Rungs 06-08
+# start from rung 02's SFT model (08 from rung 06's DPO model too): the checker's fresh outputs folder holds
+# neither, so their notebooks train those first, on the stand-in, as `make check` does for a learner.
 RUNG_MODELS = {"02": ("base_model", "FT_BASE_MODEL"), "03": ("base_model", "FT_BASE_MODEL"),
-               "04": ("qlora_model", "FT_QLORA_MODEL")}
+               "04": ("qlora_model", "FT_QLORA_MODEL"), "06": ("base_model", "FT_BASE_MODEL"),
+               "07": ("base_model", "FT_BASE_MODEL"), "08": ("base_model", "FT_BASE_MODEL")}
 
 T4_MEMORY_GIB = 14.5   # what a Colab T4 leaves PyTorch of its 15 GB
 # Loaded first by every Python process the checker starts (the notebook's kernel too) when --as-t4 is given.

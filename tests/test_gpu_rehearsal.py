@@ -79,6 +79,13 @@ def test_plan_names_the_model_the_variable_and_the_learners_command(capsys):
         rehearsal.plan("05", as_t4=False)
 
 
+@pytest.mark.parametrize("rung, slug", [("06", "06-dpo"), ("07", "07-grpo"), ("08", "08-reward-modelling")])
+def test_the_preference_and_rl_rungs_rehearse_on_the_base_model_stand_in(rung, slug):
+    plan = rehearsal.plan(rung, as_t4=True)
+    assert plan["model"] == PROFILES["gpu"].base_model and plan["variable"] == "FT_BASE_MODEL"
+    assert plan["command"][1:] == [f"rungs/{slug}/check.py", f"solutions/{slug}.ipynb"]
+
+
 def test_without_a_gpu_it_says_so_and_exits_2(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert rehearsal.main(["--rung", "04"]) == 2

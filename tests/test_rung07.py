@@ -35,8 +35,9 @@ def metrics_of(outputs_root):
 def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
     """What the lesson says, from the solution's own run: rung 02's model solves no two-step problem; the start
     has room (pass@16 far above pass@1); GRPO raises greedy and sampled accuracy; both runs are tracked from the
-    start, moving away from it step by step; a reward paid per right step is gamed (its reward and the answers'
-    length up, held-out accuracy down); PPO holds more than twice what GRPO does."""
+    start, moving away from it step by step, and compared at step 50 (where the leashed one stops); a reward
+    paid per right step is gamed (its reward and the answers' length up, held-out accuracy down); PPO holds
+    more than twice what GRPO does."""
     metrics = metrics_of(solution_run[2])
     accuracy, curves = metrics["heldout_accuracy"], metrics["pass_at_k"]
     assert accuracy["sft"] <= 0.05 and 0.10 <= accuracy["start"] <= 0.60, accuracy
@@ -47,6 +48,8 @@ def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
         assert first["step"] == 0 and first["accuracy"] == accuracy["start"] and abs(first["kl"]) < 1e-6, (label, first)
         assert later and all(p["kl"] > 0 for p in later), (label, points)
     assert metrics["heldout_by_step"]["beta = 0"][-1]["accuracy"] == accuracy["after"]
+    leashed, free = metrics["heldout_by_step"]["beta = 0.04"], metrics["heldout_by_step"]["beta = 0"]
+    assert leashed[-1]["step"] == 50 and 50 in [p["step"] for p in free], (leashed, free)  # compared step for step
     gamed = metrics["gamed_reward"]   # section 9: the reward climbs, the answers pad out, held-out accuracy falls
     first, last = gamed["logged"][0], gamed["logged"][-1]
     assert last["reward"] >= first["reward"] + 0.25, gamed["logged"]

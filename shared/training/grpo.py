@@ -207,6 +207,20 @@ def step_tracker(measure, every: int):
     return StepTracker()
 
 
+def stop_at(step: int):
+    """A TrainerCallback that ends training after `step` steps. Unlike a smaller ``max_steps``, it leaves the
+    learning-rate schedule as the full run has it, so two runs stopped at the same step differ only where their
+    settings do."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_training_stop = True
+
+    return StopAt()
+
+
 def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50):
     """A ``step_tracker`` that scores the policy's greedy answers to `examples`: ``tracker.points`` is a list of
     {"step", "accuracy"} -- what RL did to problems it never trains on, beside the reward of those it does. Given

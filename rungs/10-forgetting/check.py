@@ -192,10 +192,11 @@ def check_penalty(ewc_penalty) -> str:
     at_anchor = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainable = [p for _, p in named]
     got, gradients = value_and_gradients(ewc_penalty(model, fisher, anchor), trainable)
-    expected = reference(model, fisher, anchor)
+    expected = reference(model, fisher, anchor)   # kept attached: its gradients are compared below
+    want = float(expected.detach())
     require(isinstance(got, torch.Tensor) and got.numel() == 1, f"must return a one-number tensor, returned {got!r}")
-    require(abs(float(got) - float(expected)) <= 1e-5 * abs(float(expected)),
-            f"penalty {float(got):.6g}, expected {float(expected):.6g} (only the parameters named in fisher count)")
+    require(abs(float(got) - want) <= 1e-5 * abs(want),
+            f"penalty {float(got):.6g}, expected {want:.6g} (only the parameters named in fisher count)")
     zero, _ = value_and_gradients(ewc_penalty(model, fisher, at_anchor), trainable)
     require(abs(float(zero)) <= 1e-12, f"at the anchor the penalty must be 0, got {float(zero):.3g}")
     expected_gradients = torch.autograd.grad(expected, trainable, allow_unused=True)

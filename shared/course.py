@@ -99,11 +99,11 @@ RUNGS = [
          "Write GRPO's group-relative advantages and clipped loss, check them against TRL, and raise held-out "
          "accuracy on two-step word problems with TRL's GRPOTrainer and an exact reward; pass@k before and "
          "after, and what GRPO keeps out of memory compared with PPO.",
-         4, True, "ready"),
+         5, True, "ready"),
     Rung("08", "reward-modelling", "Reward modelling",
          "Write the Bradley–Terry loss and train a reward model with TRL's RewardTrainer, pick the best of n "
          "answers by it and watch the judge disagree as n grows, and read the reward DPO holds implicitly.",
-         1, True, "ready"),
+         2, True, "ready"),
     Rung("09", "evals", "Evals",
          "Measure every earlier model with one harness — three task types held out, a forgetting check, an "
          "interval on every figure — write the bootstrap and McNemar's test that say when a difference is real, "
@@ -113,7 +113,7 @@ RUNGS = [
          "Fine-tune on a new task until the old ones break and watch it happen step by step, then win them back "
          "three ways — replay, EWC (you write the Fisher estimate and the penalty) and LoRA — each a trade-off "
          "curve between what is kept and what is learned.",
-         3, True, "ready"),
+         4, True, "ready"),
     Rung("11", "ecosystem", "The ecosystem",
          "Run one fine-tune through TRL's Python API, TRL's command line, Axolotl and LLaMA-Factory — each tool's "
          "config written by you, each in its own environment — and compare accuracy, time, memory and config; "

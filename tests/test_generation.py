@@ -78,3 +78,15 @@ def test_sampling_from_the_top_token_alone_is_greedy(tiny):
     greedy = generation.generate(model, tokenizer, PROMPTS, max_new_tokens=8)
     sampled = generation.sample(model, tokenizer, PROMPTS, n=3, top_p=1e-6, max_new_tokens=8, seed=0)
     assert sampled == [[answer] * 3 for answer in greedy]
+
+
+def test_sampling_reads_each_prompt_once_and_answers_as_if_it_read_it_n_times(tiny, monkeypatch):
+    """The n answers share their prompt's attention cache; the answers must be those of n separate readings."""
+    model, tokenizer = tiny
+    calls = []
+    real = generation._prompt_cache
+    monkeypatch.setattr(generation, "_prompt_cache", lambda *args: calls.append(args[1].shape) or real(*args))
+    shared = generation.sample(model, tokenizer, PROMPTS, n=5, max_new_tokens=12, seed=2)
+    assert [shape[0] for shape in calls] == [len(PROMPTS)], "one prompt cache for the batch, each prompt once"
+    monkeypatch.setattr(generation, "_prompt_cache", lambda *args: None)   # generate repeats each prompt n times
+    assert generation.sample(model, tokenizer, PROMPTS, n=5, max_new_tokens=12, seed=2) == shared

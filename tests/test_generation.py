@@ -80,13 +80,52 @@ def test_sampling_from_the_top_token_alone_is_greedy(tiny):
     assert sampled == [[answer] * 3 for answer in greedy]
 
 
+
 def test_sampling_reads_each_prompt_once_and_answers_as_if_it_read_it_n_times(tiny, monkeypatch):
     """The n answers share their prompt's attention cache; the answers must be those of n separate readings."""
     model, tokenizer = tiny
-    calls = []
-    real = generation._prompt_cache
-    monkeypatch.setattr(generation, "_prompt_cache", lambda *args: calls.append(args[1].shape) or real(*args))
+    caches = []
+    real = generation.shared_prompt_cache
+    monkeypatch.setattr(generation, "shared_prompt_cache", lambda *args: caches.append(real(*args)) or caches[-1])
     shared = generation.sample(model, tokenizer, PROMPTS, n=5, max_new_tokens=12, seed=2)
-    assert [shape[0] for shape in calls] == [len(PROMPTS)], "one prompt cache for the batch, each prompt once"
-    monkeypatch.setattr(generation, "_prompt_cache", lambda *args: None)   # generate repeats each prompt n times
+    assert len(caches) == 1 and caches[0] is not None, "one cache for the batch, shared by each prompt's 5 rows"
+    monkeypatch.setattr(generation, "shared_prompt_cache", lambda *args: None)   # every row read by generate
     assert generation.sample(model, tokenizer, PROMPTS, n=5, max_new_tokens=12, seed=2) == shared
+
+
+def test_a_cache_is_shared_only_between_rows_that_repeat_a_prompt(tiny):
+    import torch
+
+    model, _ = tiny
+    ids = torch.tensor([[2, 5, 6, 7], [9, 5, 6, 8], [2, 5, 6, 7], [9, 5, 6, 8]])
+    mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]])
+    cache = generation.shared_prompt_cache(model, ids, mask)
+    keys = cache.layers[0].keys
+    assert keys.shape[0] == 4 and keys.shape[2] == 3          # every row, all but the last token
+    assert torch.equal(keys[0], keys[2]) and torch.equal(keys[1], keys[3]) and not torch.equal(keys[0], keys[1])
+    assert generation.shared_prompt_cache(model, ids[:2], mask[:2]) is None   # nothing repeats: nothing to share
+    assert generation.shared_prompt_cache(model, ids[:, -1:], mask[:, -1:]) is None
+
+
+def test_a_model_made_to_read_prompts_once_generates_what_it_did(tiny, monkeypatch):
+    """GRPOTrainer asks for a group of answers by repeating its prompt; read_prompts_once must not change them."""
+    import torch
+
+    model, tokenizer = tiny
+    rows = [generation.chat_prompt_ids(tokenizer, prompt) for prompt in PROMPTS[::2] for _ in range(4)]
+    width = max(map(len, rows))
+    ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(r)) + r for r in rows])
+    mask = (ids != tokenizer.pad_token_id).long()
+
+    def answers(m):
+        torch.manual_seed(5)
+        return m.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=True, top_k=0,
+                          pad_token_id=tokenizer.pad_token_id)
+
+    plain = answers(model)
+    reads = []
+    real = generation.shared_prompt_cache
+    monkeypatch.setattr(generation, "shared_prompt_cache", lambda *args: reads.append(args[1].shape) or real(*args))
+    monkeypatch.setattr(model, "generate", model.generate)   # the patch below is undone after the test
+    assert torch.equal(answers(generation.read_prompts_once(model)), plain)
+    assert reads == [ids.shape]

@@ -9,6 +9,7 @@ import pytest
 import torch
 from datasets import Dataset
 
+from shared.evaluation import generation
 from shared.models import load_model, load_tokenizer
 from shared.profiles import PROFILES
 from shared.training import grpo, preference, recipe
@@ -140,8 +141,17 @@ def test_reward_trainer_trains_a_one_number_head(tokenizer, town_pairs, tmp_path
     assert changed(trainer.model, before)
 
 
-def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path):
+def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path, monkeypatch):
     columns_seen = set()
+    batches = []   # (rows, distinct prompts) of each batch generation was asked for, and whether it shared a cache
+    real = generation.shared_prompt_cache
+
+    def spy(model, input_ids, attention_mask):
+        cache = real(model, input_ids, attention_mask)
+        batches.append((len(input_ids), len(torch.unique(input_ids, dim=0)), cache is not None))
+        return cache
+
+    monkeypatch.setattr(generation, "shared_prompt_cache", spy)
 
     def near_twenty_characters(prompts, completions, **columns):   # a trivial reward: answer length
         columns_seen.update(columns)
@@ -159,3 +169,4 @@ def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path):
     assert max(logged(trainer, "reward_std")) > 0          # answers differed, so some advantages were not zero
     assert "answer" in columns_seen                        # dataset columns reach the reward function
     assert changed(trainer.model, before)
+    assert batches and all(shared and distinct * 2 == rows for rows, distinct, shared in batches), batches   # ready()

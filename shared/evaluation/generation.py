@@ -54,31 +54,57 @@ def _answers(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
         input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in batch], device=device)
         attention_mask = (torch.arange(width, device=device)[None, :]
                           >= torch.tensor([width - len(ids) for ids in batch], device=device)[:, None]).long()
-        shared = _prompt_cache(model, input_ids, attention_mask, n) if n > 1 else None
-        if shared is not None:   # n copies of each prompt, read once
+        if n > 1:   # n rows for each prompt, as `num_return_sequences` would make them, but read once (below)
             input_ids, attention_mask = input_ids.repeat_interleave(n, 0), attention_mask.repeat_interleave(n, 0)
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                num_return_sequences=1 if shared is not None else n, past_key_values=shared,
+                                past_key_values=shared_prompt_cache(model, input_ids, attention_mask),
                                 pad_token_id=pad_id, eos_token_id=stop_token_ids(tokenizer), **decoding)
         for row in output[:, width:]:
             answers.append(tokenizer.decode(row, skip_special_tokens=True).strip())
     return answers
 
 
-def _prompt_cache(model, input_ids, attention_mask, n: int):
-    """The attention cache of each prompt but its last token, repeated n times -- or None where the model's cache
-    cannot be repeated. Sampling n answers would otherwise read each prompt n times over; the prompts here are
-    several times longer than the answers, so reading them once halves the time. The answers are the same: the
-    last prompt token, read by `generate`, starts the sampling as before."""
+@torch.no_grad()
+def shared_prompt_cache(model, input_ids, attention_mask):
+    """The attention cache of a batch's prompts, all but their last token, for ``model.generate(...,
+    past_key_values=...)``: each distinct prompt read once and its cache copied to every row that repeats it. None
+    where no prompt repeats or the model's cache cannot be copied (generate then reads every row itself).
+
+    Sampling n answers to a prompt -- pass@k, best-of-n, GRPO's groups -- puts the prompt in n rows, and
+    `generate` would read it n times over; here the prompts are several times longer than the answers, so
+    reading each once saves about half the time. The answers do not change: `generate` reads each row's last
+    prompt token itself and samples from there as before."""
     if input_ids.shape[1] < 2:
         return None
-    positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)   # as `generate` numbers them
-    cache = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1], position_ids=positions[:, :-1],
-                  use_cache=True).past_key_values
-    if not hasattr(cache, "batch_repeat_interleave"):
+    rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
+    distinct, copy_of = torch.unique(rows, dim=0, return_inverse=True)
+    if len(distinct) == len(rows):
         return None
-    cache.batch_repeat_interleave(n)
+    ids, mask = distinct[:, :input_ids.shape[1]], distinct[:, input_ids.shape[1]:]
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)   # numbered as `generate` numbers them
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  use_cache=True).past_key_values
+    if not hasattr(cache, "batch_select_indices"):
+        return None
+    cache.batch_select_indices(copy_of)
     return cache
+
+
+def read_prompts_once(model):
+    """Make ``model.generate`` share the cache of prompts repeated in its batch (``shared_prompt_cache``): TRL's
+    GRPOTrainer asks for a group of answers by repeating the prompt in as many rows. Returns the model."""
+    plain = model.generate
+
+    def generate(*args, input_ids=None, attention_mask=None, **kwargs):
+        config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
+        if (not args and input_ids is not None and attention_mask is not None
+                and kwargs.get("past_key_values") is None and getattr(config, "use_cache", None) is not False
+                and not getattr(config, "cache_implementation", None)):   # a static cache cannot take ours
+            kwargs["past_key_values"] = shared_prompt_cache(model, input_ids, attention_mask)
+        return plain(*args, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    model.generate = generate
+    return model
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, batch_size: int = 64,

@@ -70,9 +70,14 @@ def quiet_logs(trainer):
 
 def ready(trainer):
     """What every builder does to the trainer it made: fp32 trainable weights unless it trains in bf16, quiet
-    logs."""
+    logs -- and where it samples a group of answers to each prompt (GRPO), a model that reads the prompt once for
+    the group (the same answers; on a CPU, a tenth off each step)."""
+    from shared.evaluation.generation import read_prompts_once
+
     if not trainer.args.bf16:
         keep_trainable_weights_in_fp32(trainer.model)
+    if getattr(trainer.args, "num_generations", 1) > 1:
+        read_prompts_once(trainer.model)
     return quiet_logs(trainer)
 
 

@@ -99,7 +99,7 @@ RUNGS = [
          "Write GRPO's group-relative advantages and clipped loss, check them against TRL, and raise held-out "
          "accuracy on two-step word problems with TRL's GRPOTrainer and an exact reward; pass@k before and "
          "after, and what GRPO keeps out of memory compared with PPO.",
-         5, True, "ready"),
+         4, True, "ready"),
     Rung("08", "reward-modelling", "Reward modelling",
          "Write the Bradley–Terry loss and train a reward model with TRL's RewardTrainer, pick the best of n "
          "answers by it and watch the judge disagree as n grows, and read the reward DPO holds implicitly.",

@@ -73,7 +73,8 @@ def shared_prompt_cache(model, input_ids, attention_mask):
     Sampling n answers to a prompt -- pass@k, best-of-n, GRPO's groups -- puts the prompt in n rows, and
     `generate` would read it n times over; here the prompts are several times longer than the answers, so
     reading each once saves about half the time. The answers do not change: `generate` reads each row's last
-    prompt token itself and samples from there as before."""
+    prompt token itself and samples from there as before (on the tiny model in fp32, bit for bit; in half
+    precision a logit may differ in its last digit, and a sample with it once in a great while)."""
     if input_ids.shape[1] < 2:
         return None
     rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)

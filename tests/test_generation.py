@@ -80,7 +80,6 @@ def test_sampling_from_the_top_token_alone_is_greedy(tiny):
     assert sampled == [[answer] * 3 for answer in greedy]
 
 
-
 def test_sampling_reads_each_prompt_once_and_answers_as_if_it_read_it_n_times(tiny, monkeypatch):
     """The n answers share their prompt's attention cache; the answers must be those of n separate readings."""
     model, tokenizer = tiny

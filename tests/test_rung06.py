@@ -39,7 +39,7 @@ def test_the_solution_learns_to_abstain_and_dpo_alone_does_not(solution_run):
     for name in ("preferred-FT", "DPO + SFT term"):
         assert comparison[name]["abstains_when_unrecorded"] >= 0.85, comparison
     drop = metrics["baseline"]["right_when_recorded"] - comparison["DPO + SFT term"]["right_when_recorded"]
-    assert drop <= 0.035, comparison   # the SFT term counted twice: 0.6-3.4 points (seed-0 SFT model, DPO seeds 0/1/2)
+    assert drop <= 0.035, comparison   # the SFT term counted twice: 0.6-3.3 points (seed-0 SFT model, DPO seeds 0/1/2)
     assert len(metrics["beta_sweep"]) == 3 and all(point["kl"] > 0 for point in metrics["beta_sweep"])
 
 

@@ -28,9 +28,10 @@ RUNG = "06"
 #         95.0 / 98.3% against the SFT models' 96.7 / 100 / 98.9% (a drop of 0.6 / 5.0 / 0.6 points); win-rate
 #         against SFT on the unanswerable questions 98.3 / 97.8 / 98.6% (the SFT model abstains 0%, so each
 #         abstention is a win). From one SFT model (seed 0), DPO seeds 0 / 1 / 2: abstains 96.7 / 95.6 / 95.0%,
-#         recorded facts 96.1 / 93.3 / 95.0% (a drop of 0.6 / 3.4 / 1.7). With the SFT term at equal weight the
-#         drops were 3.9 / 4.5 / 2.3. Each bar sits below the worst seed: 85% abstention, a drop of at most 6
-#         points, 80% win-rate.
+#         recorded facts 96.1 / 93.3 / 95.0% (a drop of 0.6 / 3.3 / 1.7). With the SFT term at equal weight the
+#         drops were 3.9 / 4.5 / 2.3. All nine pairings of SFT seed and DPO seed (rows: SFT 0 / 1 / 2; within a
+#         row, DPO 0 / 1 / 2): drops 0.6 3.3 1.7 | 4.4 5.0 3.9 | 0.6 3.3 0.6, abstention 95.0-99.4%. Each bar
+#         sits below the worst run: 85% abstention, a drop of at most 6 points, 80% win-rate.
 # gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world: it knows none of the
 #         recorded facts before or after, so the drop bar only says it did not get worse.
 THRESHOLDS = {

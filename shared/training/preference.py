@@ -245,7 +245,7 @@ def reward_trainer(model, tokenizer, profile, stage: str, output_dir, train_data
 def recipe_loss() -> dict:
     """Rung 06's recipe's loss, as DPOConfig arguments: DPO's pair term plus an SFT term on the chosen answers,
     counted twice. From one SFT model, DPO seeds 0/1/2 lost 2.3-4.5 points of the recorded facts with equal
-    weights, 0.6-3.4 with the SFT term doubled (rungs/06-dpo/README.md)."""
+    weights, 0.6-3.3 with the SFT term doubled (rungs/06-dpo/README.md)."""
     return {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 2.0]}
 
 

@@ -4,6 +4,7 @@ changed default or a missing log key fails here, not in a learner's notebook. An
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -170,3 +171,27 @@ def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path, mo
     assert "answer" in columns_seen                        # dataset columns reach the reward function
     assert changed(trainer.model, before)
     assert batches and all(shared and distinct * 2 == rows for rows, distinct, shared in batches), batches   # ready()
+
+
+def test_a_step_tracker_measures_at_the_start_every_few_steps_and_at_the_end():
+    measured = []
+
+    def measure(model, step):
+        measured.append(step)
+        return {"accuracy": step / 10}
+
+    def run(tracker, steps):
+        model, state = torch.nn.Linear(1, 1), SimpleNamespace(global_step=0)
+        tracker.on_train_begin(None, state, None, model=model)
+        for state.global_step in range(1, steps + 1):
+            tracker.on_step_end(None, state, None, model=model)
+        tracker.on_train_end(None, state, None, model=model)
+        assert model.training   # put back in training mode
+        return [point["step"] for point in tracker.points]
+
+    first = grpo.step_tracker(measure, every=2)
+    assert run(first, 5) == [0, 2, 4, 5] and measured == [0, 2, 4, 5]
+    # a second run from the same starting policy takes the first's step-0 point instead of measuring it again
+    second = grpo.step_tracker(measure, every=2, start=first.points[0])
+    assert run(second, 4) == [0, 2, 4] and measured == [0, 2, 4, 5, 2, 4]
+    assert second.points[0] == {"step": 0, "accuracy": 0.0} and second.points[0] is not first.points[0]

@@ -177,10 +177,11 @@ def grpo_config_for_check(output_dir, **settings):
                       per_device_train_batch_size=2, activation_checkpointing=False, **settings)
 
 
-def step_tracker(measure, every: int):
+def step_tracker(measure, every: int, start: dict | None = None):
     """A TrainerCallback that measures the policy at the start, every `every` steps and at the end:
     ``measure(model, step)`` returns a dict of figures, and ``tracker.points`` is the list of them, each with its
-    "step". The model is put back in training mode after each measurement."""
+    "step". The model is put back in training mode after each measurement. `start`: the step-0 point when another
+    tracker has already measured this starting policy (``other.points[0]``), so it is not measured twice."""
     from transformers import TrainerCallback
 
     class StepTracker(TrainerCallback):
@@ -195,7 +196,10 @@ def step_tracker(measure, every: int):
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self.points = []
-            self._measure(model, 0)
+            if start is None:
+                self._measure(model, 0)
+            else:
+                self.points.append({**start, "step": 0})
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % every == 0:
@@ -221,11 +225,12 @@ def stop_at(step: int):
     return StopAt()
 
 
-def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50):
+def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None, kl_prompts: int = 50,
+                    start: dict | None = None):
     """A ``step_tracker`` that scores the policy's greedy answers to `examples`: ``tracker.points`` is a list of
     {"step", "accuracy"} -- what RL did to problems it never trains on, beside the reward of those it does. Given
     a `reference` model, each point also holds "kl", how far the policy has moved from it (``sampled_kl`` on the
-    first `kl_prompts` problems, 2 answers each, in nats)."""
+    first `kl_prompts` problems, 2 answers each, in nats). `start`: as in ``step_tracker``."""
     from shared.evaluation.evals import evaluate_task
     from shared.evaluation.logprobs import sampled_kl
     from shared.world import tasks
@@ -240,4 +245,4 @@ def heldout_tracker(tokenizer, examples: list[dict], every: int, reference=None,
                                      max_new_tokens=tasks.get(task).max_new_tokens)
         return point
 
-    return step_tracker(measure, every)
+    return step_tracker(measure, every, start)

@@ -246,7 +246,8 @@ def verify_outputs(ctx: Context) -> None:
                   hint="Section 4 shows why DPO alone does not get there; train the section 5 model and save it.")
     ctx.criterion(f"keeps the recorded facts: at most {bars['recorded_drop'] * 100:.0f} points below the SFT model",
                   lambda: check_recorded(measured, bars),
-                  hint="Abstaining where the world records the fact is wrong too: keep the profile's sizes "
+                  hint="Section 5 lists the recorded questions your model answers wrong: abstaining where the "
+                       "world records the fact is wrong too, and so is a miscopied name. Keep the profile's sizes "
                        "(a higher learning rate or more epochs forget more).")
     ctx.criterion(f"beats the SFT model on at least {bars['win_rate']:.0%} of the unanswerable questions "
                   "(judged, ties half)", lambda: check_win_rate(measured, bars),

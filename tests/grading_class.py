@@ -130,7 +130,7 @@ def build_class(folder: Path, outside: Path, hidden: Path) -> Class:
     add("chatty", with_cell("for i in range(200_000):\n    print('x' * 100, i)"), Expect("done"))   # 20 MB printed
 
     # Not done: unfinished, wrong, or cheating -- each with the criterion that says so.
-    add("untouched", exercise(), Expect("not done", "mean_words is not written yet"))
+    add("untouched", exercise(), Expect("not done", "mean_words, which is not written yet"))
     add("hidden-miss", with_function("def mean_words(texts):\n    if texts == ['x y z', 'w']:\n        return 0.0\n"
                                      "    return sum(len(t.split()) for t in texts) / len(texts)"),
         Expect("not done", "mean_words(['x y z', 'w']) returned 0.0"))   # wrong only on the hidden case

@@ -250,15 +250,52 @@ def test_run_notebook_names_the_failing_cell(tmp_path):
     assert "hint: Restart the kernel" in printed
 
 
-def test_a_stub_that_stops_the_run_names_the_function_to_write(tmp_path):
-    nb = new_notebook(cells=[new_code_cell(f"def double(x):\n    {exercises.STUB}"),
+def test_a_stub_in_the_way_is_named_without_running_the_notebook(tmp_path):
+    """A function still left as its stub, used further down: the run would stop there, so the check says so at
+    once -- naming the cell that uses it and the function to write -- instead of running what comes before."""
+    nb = new_notebook(cells=[new_code_cell("import time\ntime.sleep(30)   # training, minutes of it"),
+                             new_code_cell(f"def double(x):\n    \"\"\"Twice x.\"\"\"\n    {exercises.STUB}"),
                              new_code_cell("# try it\ndef twice(x):\n    return double(x)\n\ntwice(2)")])
     path = tmp_path / "stub.ipynb"
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
-    assert report.criteria[0].detail == ("the 2nd code cell from the top (`def twice(x):`) stops with "
-                                         "NotImplementedError: double is not written yet")
+    assert report.criteria[0].detail == ("not run: the 3rd code cell from the top (`def twice(x):`) uses double, "
+                                         "which is not written yet -- it still raises NotImplementedError, so a "
+                                         "run would stop there")
     assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
+    assert report.notebook_seconds is None and report.seconds < 20   # the 30 s cell never ran
+
+
+def test_a_cell_left_to_fill_in_is_named_without_running_the_notebook(tmp_path):
+    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell(f"choices = {{}}\n{exercises.STUB}")])
+    path = tmp_path / "choices.ipynb"
+    exercises.write(nb, path)
+    report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
+    assert report.criteria[0].detail.startswith("not run: the 2nd code cell from the top (`choices = {}`) is not "
+                                                "written yet")
+    assert "hint: Write the cell" in printed
+
+
+STUB_CELL = f"def double(x):\n    {exercises.STUB}"
+
+
+@pytest.mark.parametrize("cells, stops_at", [
+    ([STUB_CELL, "double(2)"], (2, "double")),
+    ([STUB_CELL + "\n\ndouble(2)"], (1, "double")),                         # used in the cell that defines it
+    (["%matplotlib inline\nx = 1", STUB_CELL, "!echo hi\ny = double"], (3, "double")),  # IPython's own syntax
+    ([STUB_CELL, "def double(x):\n    return 2 * x", "double(2)"], None),  # written again below: no longer a stub
+    ([STUB_CELL, "from math import sqrt as double\ndouble(4)"], None),     # the name taken by something else
+    ([STUB_CELL], None),                                                     # never used: the run can finish
+    ([f"def double(x):\n    if x < 0:\n        {exercises.STUB}\n    return 2 * x", "double(2)"], None),  # only a branch
+    ([f"def double(x):\n    if x == 0:\n        return 0\n    {exercises.STUB}", "double(0)"], None),  # may return first
+    (["x = (", STUB_CELL, "double(2)"], None),       # a cell that is not Python: the run says what is wrong with it
+    ([f"for _ in range(0):\n    {exercises.STUB}"], None),                 # a cell-level stub that may not be reached
+])
+def test_first_unwritten_claims_only_a_certain_stop(cells, stops_at):
+    from shared.notebooks.running import first_unwritten
+
+    found = first_unwritten(new_notebook(cells=[new_code_cell(source) for source in cells]), exercises.STUB)
+    assert (found and (found.cell, found.function)) == stops_at, found
 
 
 def test_a_timeout_names_the_running_cell_and_how_to_allow_more_time(tmp_path):

@@ -17,6 +17,9 @@ What the framework does for every rung, so no checker has to remember it:
   references they may not call (``ctx.graded(names, forbidden={...})``);
 * the course's own files (``data/``, ``shared/``) are fingerprinted before the run and compared after it: a
   notebook that changed them fails (``shared.checking.integrity``);
+* a notebook that uses a function still left as its exercise stub is not run: the run would stop there, and
+  the learner hears which function to write in seconds, not after the training cells before it
+  (``shared.notebooks.running.first_unwritten``);
 * on the command line, library warnings, progress bars and logs go to a log file: the learner reads only the
   criteria, their hints and the verdict.
 
@@ -207,6 +210,10 @@ class Context:
                 require(self.prior_run.ok, self.prior_run.error or "the notebook did not run to the end")
                 return f"{self.prior_run.seconds:.0f} s (run once for the whole test suite)"
             nb = self.load()
+            unwritten = running.first_unwritten(nb, exercises.STUB)
+            if unwritten is not None:   # the run would stop there: say so now, not after minutes of training
+                message, hint[0] = unwritten_failure(unwritten)
+                raise CheckFailed(message)
             self.outputs_root.mkdir(parents=True, exist_ok=True)
             run_env = {"FT_OUTPUTS": str(self.outputs_root), "FT_QUIET": "1", "HF_HUB_OFFLINE": "1",
                        "MPLBACKEND": "Agg", **jail.kernel_env(), **(env or {})}
@@ -323,6 +330,20 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
                 "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and "
                 "run all cells.")
     return f"{cell} raised {run.error}", RERUN_HINT
+
+
+def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
+    """What to say, and the hint, when the notebook was not run because a stub stands in its way."""
+    head = running.RunResult(False, 0.0, cell_source=unwritten.cell_source).cell_head
+    cell = f"the {_ordinal(unwritten.cell)} code cell from the top" + (f" (`{head[:60]}`)" if head else "")
+    if unwritten.function:
+        return (f"not run: {cell} uses {unwritten.function}, which is not written yet -- it still raises "
+                f"NotImplementedError, so a run would stop there",
+                f"Write {unwritten.function} (replace the line that raises NotImplementedError), then restart the "
+                f"kernel and run all cells.")
+    return (f"not run: {cell} is not written yet -- it still raises NotImplementedError, so a run would stop there",
+            "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and run "
+            "all cells.")
 
 
 def _ordinal(number: int) -> str:

@@ -90,3 +90,89 @@ def _code_cell_number(nb, error) -> int | None:
         if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             return number
     return None
+
+
+# -- a run that cannot reach the end ---------------------------------------------------------------------------
+@dataclass
+class Unwritten:
+    """Where a run would stop on a stub left to write: the code cell (1-based) that uses it, its source, and
+    the stub function's name ("" when the cell itself is the stub: answers or choices to fill in)."""
+    cell: int
+    cell_source: str
+    function: str = ""
+
+
+def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
+    """The first code cell that uses a function whose body is still `stub` (the exercise's
+    ``raise NotImplementedError(...)`` line), or is that line itself -- read, not run. A run of the notebook
+    would stop there, so a checker need not spend minutes of training to find out.
+
+    Only what is certain counts: the stub must be a statement of the function's own body (not inside an ``if``)
+    with no ``return`` before it, and the name must still be the stub's when it is used (a cell that defines it
+    again, written, takes it off the list). None when nothing stands in the way, or when a cell before the first
+    stub cannot be read as Python (the run then says what is wrong with it)."""
+    import ast
+
+    stub_line = ast.dump(ast.parse(stub).body[0])
+    stubs: dict[str, int] = {}   # function name -> the code cell that defines it as a stub
+    number = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        number += 1
+        try:
+            tree = ast.parse(_as_python(cell.source))
+        except SyntaxError:
+            return None
+        for statement in tree.body:
+            if ast.dump(statement) == stub_line:
+                return Unwritten(number, cell.source)
+            used = _names_used(statement) & stubs.keys()
+            if used:
+                return Unwritten(number, cell.source, min(used, key=lambda name: stubs[name]))
+            for name in _names_bound(statement):
+                stubs.pop(name, None)
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(statement, stub_line):
+                stubs[statement.name] = number
+    return None
+
+
+def _as_python(source: str) -> str:
+    """A cell's source as the kernel runs it: IPython's ``%magics`` and ``!commands`` turned into Python."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager().transform_cell(source)
+
+
+def _is_stub(function, stub_line: str) -> bool:
+    import ast
+
+    for statement in function.body:
+        if ast.dump(statement) == stub_line:
+            return True
+        if any(isinstance(node, ast.Return) for node in ast.walk(statement)):
+            return False
+    return False
+
+
+def _names_used(statement) -> set[str]:
+    """Every name the statement reads, in its own code or in the bodies of the functions it defines."""
+    import ast
+
+    return {node.id for node in ast.walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+def _names_bound(statement) -> set[str]:
+    """The top-level names the statement (re)binds: a def, a class, an assignment, an import."""
+    import ast
+
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {statement.name}
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+    targets = []
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
+        targets = [statement.target]
+    return {node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)}

@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 
-import suite_runs
 from rung_harness import RungUnderTest, by_name, config_writer, edit_json, tiny_profile
 from shared import checking
 
@@ -44,11 +43,7 @@ def test_the_solution_learns_to_abstain_and_dpo_alone_does_not(solution_run):
 
 
 def test_checker_fails_on_the_untouched_exercise(tmp_path):
-    """Run where rung 02's model already is (as after the learner's rung 02), so that the run stops at the first
-    function left to write instead of training the SFT model first."""
-    earlier = suite_runs.OUTPUTS_ROOT / "02-sft"
-    if (earlier / "model" / "config.json").is_file():
-        shutil.copytree(earlier, tmp_path / "02-sft")
+    """In an empty outputs folder (no earlier rung's model in it): a stub stands in the way, so nothing trains."""
     RUNG.assert_exercise_fails(graded=("sequence_logprobs", "dpo_loss", "dpo_config"),
                                unmet=("valid numbers", "adapter goes back", "abstains on at least",
                                       "recorded facts", "beats the SFT model", "saved figures agree"),

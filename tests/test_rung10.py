@@ -10,7 +10,6 @@ import shutil
 import pytest
 import torch
 
-import suite_runs
 from rung_harness import RungUnderTest, by_name, edit_json
 from shared import checking
 from shared.training import forgetting
@@ -54,9 +53,7 @@ def test_the_lessons_claims_hold_in_the_solutions_run(solution_run):
 
 
 def test_checker_fails_on_the_untouched_exercise(tmp_path):
-    """Run where rung 02's model already is, so that the run stops at the first function left to write."""
-    if (suite_runs.OUTPUTS_ROOT / "02-sft" / "metrics.json").is_file():
-        shutil.copytree(suite_runs.OUTPUTS_ROOT / "02-sft", tmp_path / "02-sft")
+    """In an empty outputs folder (no earlier rung's model in it): a stub stands in the way, so nothing trains."""
     RUNG.assert_exercise_fails(graded=("replay_mixture", "fisher_diagonal", "ewc_penalty"),
                                unmet=("name the three models", "reload", "checker's own run", "forgot the old",
                                       "wins back",

@@ -286,6 +286,8 @@ STUB_CELL = f"def double(x):\n    {exercises.STUB}"
     ([STUB_CELL, "def double(x):\n    return 2 * x", "double(2)"], None),  # written again below: no longer a stub
     ([STUB_CELL, "from math import sqrt as double\ndouble(4)"], None),     # the name taken by something else
     ([STUB_CELL], None),                                                     # never used: the run can finish
+    ([STUB_CELL, "try:\n    double(2)\nexcept NotImplementedError:\n    print('later')"], None),  # may be caught
+    ([STUB_CELL, "try:\n    pass\nfinally:\n    double(2)"], (2, "double")),   # not guarded by the try
     ([f"def double(x):\n    if x < 0:\n        {exercises.STUB}\n    return 2 * x", "double(2)"], None),  # only a branch
     ([f"def double(x):\n    if x == 0:\n        return 0\n    {exercises.STUB}", "double(0)"], None),  # may return first
     (["x = (", STUB_CELL, "double(2)"], None),       # a cell that is not Python: the run says what is wrong with it

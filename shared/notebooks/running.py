@@ -108,8 +108,8 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
     would stop there, so a checker need not spend minutes of training to find out.
 
     Only what is certain counts: the stub must be a statement of the function's own body (not inside an ``if``)
-    with no ``return`` before it, and the name must still be the stub's when it is used (a cell that defines it
-    again, written, takes it off the list). None when nothing stands in the way, or when a cell before the first
+    with no ``return`` before it, the name must still be the stub's when it is used (a cell that defines it
+    again, written, takes it off the list), and the use must not be in a ``try`` block. None when nothing stands in the way, or when a cell before the first
     stub cannot be read as Python (the run then says what is wrong with it)."""
     import ast
 
@@ -156,10 +156,14 @@ def _is_stub(function, stub_line: str) -> bool:
 
 
 def _names_used(statement) -> set[str]:
-    """Every name the statement reads, in its own code or in the bodies of the functions it defines."""
+    """Every name the statement reads, in its own code or in the bodies of the functions it defines -- but not
+    inside a ``try`` block, whose handler may catch the stub's NotImplementedError."""
     import ast
 
-    return {node.id for node in ast.walk(statement) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    tries = [node for node in ast.walk(statement) if isinstance(node, ast.Try) or type(node).__name__ == "TryStar"]
+    guarded = {id(node) for attempt in tries for part in attempt.body for node in ast.walk(part)}
+    return {node.id for node in ast.walk(statement)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in guarded}
 
 
 def _names_bound(statement) -> set[str]:

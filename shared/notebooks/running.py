@@ -109,8 +109,9 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
 
     Only what is certain counts: the stub must be a statement of the function's own body (not inside an ``if``)
     with no ``return`` before it, the name must still be the stub's when it is used (a cell that defines it
-    again, written, takes it off the list), and the use must not be in a ``try`` block. None when nothing stands in the way, or when a cell before the first
-    stub cannot be read as Python (the run then says what is wrong with it)."""
+    again, written, takes it off the list), and the use must not be in a ``try`` block. None when nothing
+    stands in the way, or when a cell before the first stub cannot be read as Python (the run then says what is
+    wrong with it)."""
     import ast
 
     stub_line = ast.dump(ast.parse(stub).body[0])

@@ -308,10 +308,7 @@ def _failing(message: str) -> Callable:
 def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
     """What to say when the notebook stopped, and the hint: the cell by its number and first line, the function
     to write when it is a stub, and for a timeout what is likely and how to give the check more time."""
-    # Counted from the top: Jupyter shows no cell numbers, and its [n] execution counts change with every run.
-    cell = f"the {_ordinal(run.failed_cell)} code cell from the top" if run.failed_cell else "a cell"
-    if run.cell_head:
-        cell += f" (`{run.cell_head[:60]}`)"
+    cell = _which_cell(run.failed_cell, run.cell_head)
     if run.timed_out:
         return (f"{run.error}: {cell} was still running",
                 f"A busy CPU is the usual cause (another notebook or program running at the same time): close it and "
@@ -334,8 +331,7 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
 
 def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
     """What to say, and the hint, when the notebook was not run because a stub stands in its way."""
-    head = running.RunResult(False, 0.0, cell_source=unwritten.cell_source).cell_head
-    cell = f"the {_ordinal(unwritten.cell)} code cell from the top" + (f" (`{head[:60]}`)" if head else "")
+    cell = _which_cell(unwritten.cell, unwritten.cell_head)
     if unwritten.function:
         return (f"not run: {cell} uses {unwritten.function}, which is not written yet -- it still raises "
                 f"NotImplementedError, so a run would stop there",
@@ -344,6 +340,13 @@ def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
     return (f"not run: {cell} is not written yet -- it still raises NotImplementedError, so a run would stop there",
             "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and run "
             "all cells.")
+
+
+def _which_cell(number: int | None, head: str) -> str:
+    """A code cell as the learner finds it: counted from the top (Jupyter shows no cell numbers, and its [n]
+    execution counts change with every run), with its first line of code."""
+    cell = f"the {_ordinal(number)} code cell from the top" if number else "a cell"
+    return cell + (f" (`{head[:60]}`)" if head else "")
 
 
 def _ordinal(number: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import re
@@ -28,8 +29,12 @@ class RunResult:
     @property
     def cell_head(self) -> str:
         """The failing cell's first line of code, to name it the way the learner sees it."""
-        lines = [line.strip() for line in self.cell_source.splitlines()]
-        return next((line for line in lines if line and not line.startswith("#")), "")
+        return first_code_line(self.cell_source)
+
+
+def first_code_line(source: str) -> str:
+    lines = [line.strip() for line in source.splitlines()]
+    return next((line for line in lines if line and not line.startswith("#")), "")
 
 
 
@@ -101,6 +106,10 @@ class Unwritten:
     cell_source: str
     function: str = ""
 
+    @property
+    def cell_head(self) -> str:
+        return first_code_line(self.cell_source)
+
 
 def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
     """The first code cell that uses a function whose body is still `stub` (the exercise's
@@ -112,8 +121,6 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
     again, written, takes it off the list), and the use must not be in a ``try`` block. None when nothing
     stands in the way, or when a cell before the first stub cannot be read as Python (the run then says what is
     wrong with it)."""
-    import ast
-
     stub_line = ast.dump(ast.parse(stub).body[0])
     stubs: dict[str, int] = {}   # function name -> the code cell that defines it as a stub
     number = 0
@@ -146,8 +153,6 @@ def _as_python(source: str) -> str:
 
 
 def _is_stub(function, stub_line: str) -> bool:
-    import ast
-
     for statement in function.body:
         if ast.dump(statement) == stub_line:
             return True
@@ -159,8 +164,6 @@ def _is_stub(function, stub_line: str) -> bool:
 def _names_used(statement) -> set[str]:
     """Every name the statement reads, in its own code or in the bodies of the functions it defines -- but not
     inside a ``try`` block, whose handler may catch the stub's NotImplementedError."""
-    import ast
-
     tries = [node for node in ast.walk(statement) if isinstance(node, ast.Try) or type(node).__name__ == "TryStar"]
     guarded = {id(node) for attempt in tries for part in attempt.body for node in ast.walk(part)}
     return {node.id for node in ast.walk(statement)
@@ -169,8 +172,6 @@ def _names_used(statement) -> set[str]:
 
 def _names_bound(statement) -> set[str]:
     """The top-level names the statement (re)binds: a def, a class, an assignment, an import."""
-    import ast
-
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return {statement.name}
     if isinstance(statement, (ast.Import, ast.ImportFrom)):

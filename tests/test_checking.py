@@ -266,6 +266,19 @@ def test_a_stub_in_the_way_is_named_without_running_the_notebook(tmp_path):
     assert report.notebook_seconds is None and report.seconds < 20   # the 30 s cell never ran
 
 
+def test_a_stub_the_reader_cannot_be_sure_of_stops_the_run_which_names_it(tmp_path):
+    """A stub only in a branch is not claimed by reading: the notebook runs, and where the branch is taken the
+    run stops there and names the function to write."""
+    nb = new_notebook(cells=[new_code_cell(f"def double(x):\n    if x > 0:\n        {exercises.STUB}\n    return 0"),
+                             new_code_cell("# try it\ndef twice(x):\n    return double(x)\n\ntwice(2)")])
+    path = tmp_path / "branch.ipynb"
+    exercises.write(nb, path)
+    report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
+    assert report.criteria[0].detail == ("the 2nd code cell from the top (`def twice(x):`) stops with "
+                                         "NotImplementedError: double is not written yet")
+    assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
+
+
 def test_a_cell_left_to_fill_in_is_named_without_running_the_notebook(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell(f"choices = {{}}\n{exercises.STUB}")])
     path = tmp_path / "choices.ipynb"

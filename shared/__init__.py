@@ -39,3 +39,39 @@ import logging  # noqa: E402
 # that it is missing: on machines with AVX-512 BF16, in every notebook that imports TRL's DPO or reward trainers.
 # The course's 4-bit code runs without it, and there is nothing for a learner to do about it.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+import importlib  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
+
+
+def _defer_iri_grammars() -> None:
+    """jsonschema, which every reader of a notebook imports (nbformat validates with it), imports rfc3987_syntax
+    to check "iri" strings, and that package compiles 38 grammars when it is imported: a second on 2 cores, in
+    every check, every graded-function server and every submission `make grade` runs, for a format no notebook
+    schema uses. A stand-in takes its place until an IRI is actually checked, then the real package loads."""
+    name = "rfc3987_syntax"
+    if name in sys.modules or importlib.util.find_spec(name) is None:
+        return
+    stand_in = types.ModuleType(name, "Stands in for rfc3987_syntax until it is used (see shared/__init__.py).")
+
+    def real() -> types.ModuleType:
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+    def is_valid_syntax(*args, **kwargs):  # what jsonschema imports from it
+        return real().is_valid_syntax(*args, **kwargs)
+
+    def anything_else(attribute: str):
+        if attribute.startswith("__"):  # the import system asks for __path__ and the like: not a use
+            raise AttributeError(attribute)
+        return getattr(real(), attribute)
+
+    stand_in.is_valid_syntax = is_valid_syntax
+    stand_in.__getattr__ = anything_else
+    sys.modules[name] = stand_in
+
+
+_defer_iri_grammars()

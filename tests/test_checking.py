@@ -617,3 +617,31 @@ def test_a_stopped_run_names_what_to_write_a_function_or_a_cell():
     message, hint = run_failure(cell, "12")
     assert "the 3rd code cell from the top" in message and message.endswith("the cell is not written yet")
     assert hint.startswith("Write the cell")
+
+
+IRI_PROBE = """
+import json, sys
+import shared.checking, nbformat
+from nbformat.v4 import new_notebook
+nbformat.validate(new_notebook())
+loaded_on_import = "rfc3987_syntax.syntax_helpers" in sys.modules
+import jsonschema
+iri = jsonschema.FormatChecker()
+verdicts = [iri.conforms(text, "iri") for text in ("https://example.org/caf\u00e9", "no scheme here", "http://[::1")]
+print(json.dumps([loaded_on_import, verdicts, "rfc3987_syntax.syntax_helpers" in sys.modules]))
+"""
+
+
+def test_reading_notebooks_puts_off_the_iri_grammars_until_an_iri_is_checked():
+    """Every check reads notebooks (nbformat -> jsonschema -> rfc3987_syntax, a second of grammar building): the
+    course package defers that package until an IRI is checked, and the check then gives the real verdicts."""
+    import subprocess
+    import sys
+
+    from shared.paths import REPO_ROOT
+
+    run = subprocess.run([sys.executable, "-c", IRI_PROBE], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True)
+    loaded_on_import, verdicts, loaded_when_used = json.loads(run.stdout.strip().splitlines()[-1])
+    assert not loaded_on_import and loaded_when_used
+    assert verdicts == [True, False, False]

@@ -645,3 +645,14 @@ def test_reading_notebooks_puts_off_the_iri_grammars_until_an_iri_is_checked():
     loaded_on_import, verdicts, loaded_when_used = json.loads(run.stdout.strip().splitlines()[-1])
     assert not loaded_on_import and loaded_when_used
     assert verdicts == [True, False, False]
+
+
+def test_the_graded_function_server_starts_with_the_course_package():
+    """Its children read notebooks too: the course package comes first in the server (its warning filters and the
+    deferred IRI grammars apply to the libraries imported after it)."""
+    from shared.checking.sandbox import GradedFunctions
+
+    probe = new_code_cell("import sys\n\ndef loaded():\n    return sorted(name for name in sys.modules\n"
+                          "                  if name in ('torch', 'nbformat', 'rfc3987_syntax.syntax_helpers'))")
+    with GradedFunctions(new_notebook(cells=[probe]), ["loaded"]) as graded:
+        assert graded.function("loaded")() == ["nbformat", "torch"]

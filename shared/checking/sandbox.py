@@ -24,9 +24,9 @@ from shared.checking.guards import Forbidden, ForbiddenCall, call_watched
 
 # The children are forked from a server process that has imported the heavy libraries once: a fresh process for
 # every notebook, without paying torch's and transformers' import each time. The server holds nothing of the
-# checker's (it is started clean, before any learner code runs, and only imports these). nbformat comes with
-# shared.notebooks.graded, after the course package has put off what jsonschema need not load (shared/__init__).
-PRELOAD = ["torch", "transformers", "peft", "trl", "shared.notebooks.graded", "shared.checking.guards"]
+# checker's (it is started clean, before any learner code runs, and only imports these). The course's own modules
+# come first: shared/__init__ quiets library warnings and puts off imports no check needs, for all that follows.
+PRELOAD = ["shared.checking.guards", "shared.notebooks.graded", "torch", "transformers", "peft", "trl"]
 CALL_TIMEOUT_S = float(os.environ.get("FT_GRADED_CALL_TIMEOUT", 300))  # one call; generous for a slow laptop
 START_TIMEOUT_S = 300  # the child imports what the notebook imports (torch, transformers: seconds, not minutes)
 

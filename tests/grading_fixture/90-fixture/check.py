@@ -15,7 +15,7 @@ from shared.checking.guards import Forbidden  # noqa: E402
 
 RUNG = "90"
 FOLDER = "90-fixture"
-sandbox.PRELOAD = ["shared.notebooks.graded", "shared.checking.guards"]  # no torch needed here
+sandbox.PRELOAD = ["shared.checking.guards", "shared.notebooks.graded"]  # no torch needed here
 TEXTS = ["the owl keeps watch", "Fenwick", "a potter in Quillby makes jugs"]   # what the notebook measures
 CASES = [[["one two", "three"], 1.5], [["  spaced   out  "], 2.0], [["a b c d", "", "e"], 5 / 3]]
 FORBIDDEN = {"mean_words": Forbidden("the mean is yours to compute", modules=("statistics",))}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -308,6 +309,19 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
     assert result.failed_cell == 3
     assert result.error == "ValueError: bad value"
 
+
+
+def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
+    """No TCP ports: two checks starting kernels at once (`make grade` runs two) could be handed the same free
+    port, and one kernel would never start. Its socket folder is gone after the run."""
+    nb = new_notebook(cells=[new_code_cell("from ipykernel import get_connection_info\n"
+                                           "info = get_connection_info(unpack=True)\n"
+                                           "print(info['transport'], info['ip'])")])
+    result = running.execute(nb, timeout=60, cwd=tmp_path)
+    assert result.ok, result.error
+    transport, ip = result.notebook.cells[0].outputs[0]["text"].split()
+    assert transport == "ipc" and len(ip) < 100
+    assert not Path(ip).parent.exists()
 
 def test_execute_times_out(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import time\ntime.sleep(30)")])

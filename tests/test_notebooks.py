@@ -310,7 +310,6 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
     assert result.error == "ValueError: bad value"
 
 
-
 def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     """No TCP ports: two checks starting kernels at once (`make grade` runs two) could be handed the same free
     port, and one kernel would never start. Its socket folder is gone after the run."""
@@ -322,6 +321,7 @@ def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     transport, ip = result.notebook.cells[0].outputs[0]["text"].split()
     assert transport == "ipc" and len(ip) < 100
     assert not Path(ip).parent.exists()
+
 
 def test_execute_times_out(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import time\ntime.sleep(30)")])

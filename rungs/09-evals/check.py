@@ -294,9 +294,10 @@ def verify_outputs(ctx: Context, lm_eval_accuracy=None) -> None:
     if lm_eval_accuracy is not None:
         ctx.criterion("lm_eval_accuracy runs lm-evaluation-harness and agrees with the course's harness, on an "
                       "unseen model", lambda: check_lm_eval(lm_eval_accuracy, saved, ctx.profile),
-                      hint="HFLM(pretrained=model, tokenizer=tokenizer, ...), TaskManager(include_path=...) and "
-                           "simple_evaluate(..., apply_chat_template=True, limit=limit); return {task: accuracy} "
-                           "with the course's task names, for the tasks asked.")
+                      hint="HFLM(pretrained=model, tokenizer=tokenizer, ...), TaskManager(include_path=..., "
+                           "include_defaults=False) and simple_evaluate(..., apply_chat_template=True, "
+                           "limit=limit); return {task: accuracy} with the course's task names, for the tasks "
+                           "asked.")
     ctx.criterion("your eval covers the three task types on the held-out split, and the forgetting check",
                   lambda: check_design(saved),
                   hint="Use harness.evaluate on the held-out split (its default) for both models: every figure of "

@@ -3,6 +3,7 @@ download), and the score of each answer by the course's own metric, so both harn
 
     from lm_eval.tasks import TaskManager
     TaskManager(include_path="shared/evaluation/lm_eval_tasks")   # adds course_closed_qa, course_extraction, ...
+    TaskManager(include_path="shared/evaluation/lm_eval_tasks", include_defaults=False)   # only the course's
 """
 
 from datasets import Dataset, DatasetDict

@@ -107,11 +107,12 @@ def test_a_graded_function_that_calls_its_reference_fails(rung, name, cheat, nam
     assert "Traceback" not in printed
 
 
-def test_the_solutions_graded_functions_pass_in_their_own_process():
-    # The capstone grades no function of its own: the learner's project is theirs; its card is what is checked.
-    for harness in (h for h in RUNG_UNDER_TEST.values() if hasattr(h.check, "check_graded")):
-        report, printed = harness.graded_only(harness.solution)
-        assert report.criteria and all(c.status == checking.PASS for c in report.criteria), printed
+@pytest.mark.parametrize("rung", sorted({rung for rung, *_ in CHEATS}))
+def test_the_solutions_graded_functions_pass_in_their_own_process(rung):
+    """The cheats' control: unchanged, the functions they replace pass, so each ✗ above is the cheat's. (Every
+    rung's solution passing all its criteria, graded functions included, is its test_rungNN.py's first test.)"""
+    report, printed = RUNG_UNDER_TEST[rung].graded_only(RUNG_UNDER_TEST[rung].solution)
+    assert report.criteria and all(c.status == checking.PASS for c in report.criteria), printed
 
 
 # -- a pass mark from a file the notebook wrote ----------------------------------------------------------------

@@ -120,9 +120,22 @@ def test_model_variables_that_are_empty_or_unchanged_change_nothing(monkeypatch,
     assert capsys.readouterr().out == ""
 
 
+# Each training stage and the TRL config its settings go into (lora_sweep and sft_what_if are changes on top of
+# the lora and sft stages, read by the rung 03 and rung 02 notebooks).
 TRAINER_STAGES = {"sft": "SFTConfig", "lora": "SFTConfig", "qlora": "SFTConfig", "dpo": "DPOConfig",
                   "preferred_ft": "SFTConfig", "reward": "RewardConfig", "grpo": "GRPOConfig",
-                  "prime": "SFTConfig"}
+                  "prime": "SFTConfig", "knowledge": "SFTConfig", "reader": "SFTConfig", "forget": "SFTConfig",
+                  "forget_lora": "SFTConfig", "ecosystem": "SFTConfig", "capstone": "SFTConfig",
+                  "lora_sweep": "SFTConfig", "sft_what_if": "SFTConfig"}
+# Sizes the course's own code reads, not TRL settings.
+COURSE_ONLY = ("examples_per_task",       # how many examples per task sft_trainer takes
+               "eval_examples_per_task",  # how many held-out examples a sweep scores
+               "prompts")                 # how many prompts rung 07 trains GRPO on
+
+
+def test_every_stage_of_every_profile_is_tried_below():
+    for profile in profiles.PROFILES.values():
+        assert set(profile.training) == set(TRAINER_STAGES), profile.name
 
 
 @pytest.mark.parametrize("name", list(profiles.PROFILES))
@@ -135,12 +148,9 @@ def test_every_training_stage_is_accepted_by_its_trl_config(name, stage, tmp_pat
     from shared.training.recipe import common_config_kwargs
 
     config_class = getattr(trl, TRAINER_STAGES[stage])
-    settings = profiles.PROFILES[name].train(stage)
-    settings.pop("examples_per_task", None)  # read by sft_trainer, not a TRL setting
-    settings.pop("prompts", None)            # how many prompts rung 07 trains GRPO on, not a TRL setting
+    settings = {key: value for key, value in profiles.PROFILES[name].train(stage).items() if key not in COURSE_ONLY}
     config = config_class(**{**common_config_kwargs(config_class, profiles.PROFILES["tiny"], tmp_path), **settings})
-    assert all(getattr(config, key) == value for key, value in settings.items())
-
+    assert settings and all(getattr(config, key) == value for key, value in settings.items())
 
 
 def test_the_training_seed_comes_from_ft_seed(monkeypatch):

@@ -173,6 +173,49 @@ def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path, mo
     assert batches and all(shared and distinct * 2 == rows for rows, distinct, shared in batches), batches   # ready()
 
 
+
+def _checkpointed_trainers(tokenizer, pairs, output_dir):
+    """The trainers of rungs 02-08 as the gpu profile builds them -- activation checkpointing on, LoRA where the
+    gpu recipe takes an adapter -- but on the tiny model and the CPU, two steps each."""
+    from shared.training.lora import lora_config
+
+    prompts = Dataset.from_list(grpo.prompt_rows(data.load_task("arithmetic", "train", limit=2)))
+
+    def length_reward(prompts, completions, **columns):
+        return [-abs(len(c[0]["content"]) - 20) / 20 for c in completions]
+
+    steps = {**TWO_STEPS, "activation_checkpointing": True}
+    sampled = dict(num_generations=2, max_completion_length=12, learning_rate=1e-3)
+    return {
+        "sft": lambda: sft_trainer(load_model(profile=TINY), tokenizer, TINY, "sft", output_dir, examples_per_task=4,
+                                   **steps),
+        "sft, LoRA": lambda: sft_trainer(load_model(profile=TINY), tokenizer, TINY, "lora", output_dir,
+                                         examples_per_task=4, peft_config=lora_config(r=8), **steps),
+        "dpo, LoRA": lambda: preference.dpo_trainer(load_model(profile=TINY), tokenizer, TINY, "dpo", output_dir,
+                                                    preference.preference_dataset(pairs), peft_config=lora_config(r=8),
+                                                    learning_rate=1e-3, **steps),
+        "reward": lambda: preference.reward_trainer(preference.load_reward_model(TINY), tokenizer, TINY, "reward",
+                                                    output_dir, preference.preference_dataset(pairs), **steps),
+        "grpo": lambda: grpo.grpo_trainer(load_model(profile=TINY), tokenizer, TINY, "grpo", output_dir, prompts,
+                                          length_reward, **sampled, **steps),
+        "grpo, beta > 0": lambda: grpo.grpo_trainer(load_model(profile=TINY), tokenizer, TINY, "grpo", output_dir,
+                                                    prompts, length_reward, beta=0.04, **sampled, **steps),
+    }
+
+
+@pytest.mark.parametrize("kind", ["sft", "sft, LoRA", "dpo, LoRA", "reward", "grpo", "grpo, beta > 0"])
+def test_every_trainer_trains_with_the_gpu_profiles_activation_checkpointing(kind, tokenizer, town_pairs, tmp_path):
+    # The tiny profile trains without it; the gpu profile's stages all turn it on. A GPU is scarce: a trainer that
+    # breaks with it (an adapter whose inputs need grads, generation without a cache) should fail here first.
+    assert all(PROFILES["gpu"].train(stage)["activation_checkpointing"] for stage in ("sft", "dpo", "reward", "grpo"))
+    trainer = _checkpointed_trainers(tokenizer, town_pairs, tmp_path)[kind]()
+    trained = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    assert trainer.model.is_gradient_checkpointing
+    logged(trainer, "loss")
+    assert any(not torch.equal(p.detach(), trained[name]) for name, p in trainer.model.named_parameters()
+               if p.requires_grad)
+
 def test_a_step_tracker_measures_at_the_start_every_few_steps_and_at_the_end():
     measured = []
 

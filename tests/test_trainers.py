@@ -173,7 +173,6 @@ def test_grpo_trainer_logs_the_reward_of_its_generations(tokenizer, tmp_path, mo
     assert batches and all(shared and distinct * 2 == rows for rows, distinct, shared in batches), batches   # ready()
 
 
-
 def _checkpointed_trainers(tokenizer, pairs, output_dir):
     """The trainers of rungs 02-08 as the gpu profile builds them -- activation checkpointing on, LoRA where the
     gpu recipe takes an adapter -- but on the tiny model and the CPU, two steps each."""
@@ -211,10 +210,11 @@ def test_every_trainer_trains_with_the_gpu_profiles_activation_checkpointing(kin
     trainer = _checkpointed_trainers(tokenizer, town_pairs, tmp_path)[kind]()
     trained = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()
-    assert trainer.model.is_gradient_checkpointing
+    assert trainer.model.is_activation_checkpointing
     logged(trainer, "loss")
     assert any(not torch.equal(p.detach(), trained[name]) for name, p in trainer.model.named_parameters()
                if p.requires_grad)
+
 
 def test_a_step_tracker_measures_at_the_start_every_few_steps_and_at_the_end():
     measured = []

@@ -312,14 +312,16 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
 
 def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     """No TCP ports: two checks starting kernels at once (`make grade` runs two) could be handed the same free
-    port, and one kernel would never start. Its socket folder is gone after the run."""
-    nb = new_notebook(cells=[new_code_cell("from ipykernel import get_connection_info\n"
+    port, and one kernel would never start. Its socket folder, and the connection file (the kernel's key) in it,
+    are gone after the run."""
+    nb = new_notebook(cells=[new_code_cell("from ipykernel import get_connection_info, get_connection_file\n"
                                            "info = get_connection_info(unpack=True)\n"
-                                           "print(info['transport'], info['ip'])")])
+                                           "print(info['transport'], info['ip'], get_connection_file())")])
     result = running.execute(nb, timeout=60, cwd=tmp_path)
     assert result.ok, result.error
-    transport, ip = result.notebook.cells[0].outputs[0]["text"].split()
+    transport, ip, connection_file = result.notebook.cells[0].outputs[0]["text"].split()
     assert transport == "ipc" and len(ip) < 100
+    assert Path(connection_file).parent == Path(ip).parent
     assert not Path(ip).parent.exists()
 
 

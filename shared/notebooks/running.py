@@ -92,9 +92,11 @@ def kernel_manager(kernel_name: str):
         return
     from jupyter_client import AsyncKernelManager
 
-    # A short path: a socket's path may not be longer than 107 bytes.
+    # A short path: a socket's path may not be longer than 107 bytes. The connection file (it holds the kernel's
+    # key) goes in the same folder, so that it goes with it; left to itself it would be a new /tmp/tmp*.json.
     with tempfile.TemporaryDirectory(prefix="ft-kernel-") as folder:
-        yield AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "kernel"))
+        yield AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "kernel"),
+                                 connection_file=os.path.join(folder, "kernel.json"))
 
 
 def _innermost_function(traceback_text: str) -> str:

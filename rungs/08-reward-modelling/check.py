@@ -27,7 +27,8 @@ RUNG = "08"
 # tiny -- the notebook's recipe (the SFT model with a one-number head, every weight trained, the profile's
 #         "reward" sizes); `make bench RUNG=08 SEEDS=0,1,2` (each seed trains its own SFT model too): see
 #         rungs/08-reward-modelling/README.md. Inventions and wrongful abstentions are ranked right every time;
-#         near misses near chance, which caps the whole near 88%. The bar sits below the worst seed.
+#         near misses near chance, which caps the whole near 88% (seed 0 on a second CPU: 89.2%, near misses
+#         57%). The bar sits below the worst seed.
 # gpu  -- a first estimate, not yet measured on a GPU.
 THRESHOLDS = {"tiny": {"pairwise": 0.85}, "gpu": {"pairwise": 0.80}}
 # New pairs about the held-out people (new inventions, near misses and phrasings, from FT_CHECK_SEED). Measured on

@@ -325,6 +325,25 @@ def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     assert not Path(ip).parent.exists()
 
 
+@pytest.mark.parametrize("last_cell", ["x = 1", "raise ValueError('bad value')", "import time\ntime.sleep(30)"],
+                         ids=["finished", "raised", "timed out"])
+def test_execute_stops_its_kernel(tmp_path, last_cell):
+    """However the run ends, its kernel (and whatever the notebook loaded into it) is gone when execute returns."""
+    nb = new_notebook(cells=[new_code_cell("import os\nprint(os.getpid())"), new_code_cell(last_cell)])
+    result = running.execute(nb, timeout=5, cwd=tmp_path)
+    kernel_pid = int(result.notebook.cells[0].outputs[0]["text"])
+    assert not _running(kernel_pid), f"the kernel (pid {kernel_pid}) outlived the run"
+
+
+def _running(pid: int) -> bool:
+    import psutil  # ipykernel's own dependency
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def test_execute_times_out(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("import time\ntime.sleep(30)")])
     result = running.execute(nb, timeout=3, cwd=tmp_path)

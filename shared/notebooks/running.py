@@ -54,8 +54,11 @@ def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dic
     try:
         with kernel_manager(kernel_name) as km:
             client = NotebookClient(nb, km=km, timeout=max(1, int(timeout)), kernel_name=kernel_name,
-                                    resources={"metadata": {"path": str(cwd)}}, allow_errors=False)
-            with client.setup_kernel():
+                                    resources={"metadata": {"path": str(cwd)}}, allow_errors=False,
+                                    shutdown_kernel="immediate")
+            # cleanup_kc: nbclient stops only a kernel it made itself; ours would outlive the run, holding its
+            # models in memory until this process exits (a class graded in one process would pile them up).
+            with client.setup_kernel(cleanup_kc=True):
                 for index, cell in enumerate(nb.cells):
                     remaining = timeout - (time.monotonic() - start)
                     if remaining <= 0:

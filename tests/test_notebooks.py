@@ -325,12 +325,14 @@ def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     assert not Path(ip).parent.exists()
 
 
-@pytest.mark.parametrize("last_cell", ["x = 1", "raise ValueError('bad value')", "import time\ntime.sleep(30)"],
+@pytest.mark.parametrize("last_cell, timeout", [("x = 1", 60), ("raise ValueError('bad value')", 60),
+                                                ("import time\ntime.sleep(60)", 12)],
                          ids=["finished", "raised", "timed out"])
-def test_execute_stops_its_kernel(tmp_path, last_cell):
+def test_execute_stops_its_kernel(tmp_path, last_cell, timeout):
     """However the run ends, its kernel (and whatever the notebook loaded into it) is gone when execute returns."""
     nb = new_notebook(cells=[new_code_cell("import os\nprint(os.getpid())"), new_code_cell(last_cell)])
-    result = running.execute(nb, timeout=5, cwd=tmp_path)
+    result = running.execute(nb, timeout=timeout, cwd=tmp_path)
+    assert result.ok == (last_cell == "x = 1") and result.timed_out == ("sleep" in last_cell), result.error
     kernel_pid = int(result.notebook.cells[0].outputs[0]["text"])
     assert not _running(kernel_pid), f"the kernel (pid {kernel_pid}) outlived the run"
 

@@ -57,7 +57,7 @@ def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dic
                                     resources={"metadata": {"path": str(cwd)}}, allow_errors=False,
                                     shutdown_kernel="immediate")
             # cleanup_kc: nbclient stops only a kernel it made itself; ours would outlive the run, holding its
-            # models in memory until this process exits (a class graded in one process would pile them up).
+            # models in memory until this process exits (`make bench` and the suite run many notebooks in one).
             with client.setup_kernel(cleanup_kc=True):
                 for index, cell in enumerate(nb.cells):
                     remaining = timeout - (time.monotonic() - start)

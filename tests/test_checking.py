@@ -324,6 +324,7 @@ def test_a_timeout_names_the_running_cell_and_how_to_allow_more_time(tmp_path):
                                          "(`time.sleep(30)`) was still running")
     assert "A busy CPU is the usual cause" in printed
     assert f"{checking.TIMEOUT_VAR}=1200 make check RUNG={RUNG}" in printed
+    assert "any model it needs from an earlier rung is trained again" in printed
     assert "Traceback" not in printed and "ZMQError" not in printed
 
 
@@ -479,14 +480,18 @@ def test_a_graded_function_that_raises_hangs_or_returns_junk_is_reported_not_cra
 
     monkeypatch.setattr(sandbox, "CALL_TIMEOUT_S", 3)
     nb = _notebook_with("def broken():\n    return [1][5]\n\ndef todo():\n    raise NotImplementedError\n\n"
-                        "def forever():\n    while True:\n        pass\n\ndef junk():\n    return (i for i in [])")
-    with sandbox.GradedFunctions(nb, ["broken", "todo", "forever", "junk"]) as graded:
+                        "def forever():\n    while True:\n        pass\n\ndef junk():\n    return (i for i in [])\n\n"
+                        "def with_graph():\n    import torch\n    return torch.ones(2, requires_grad=True) * 2")
+    with sandbox.GradedFunctions(nb, ["broken", "todo", "forever", "junk", "with_graph"]) as graded:
         with pytest.raises(sandbox.GradedError, match=r"IndexError: list index out of range \(line 2"):
             graded.call("broken")
         with pytest.raises(NotImplementedError):
             graded.call("todo")
         with pytest.raises(sandbox.SandboxFailure, match="not a value the checker can read"):
             graded.call("junk")
+        with pytest.raises(sandbox.SandboxFailure, match=r"with_graph returned a Tensor that still holds the "
+                                                         r"autograd graph .*under torch.no_grad\(\)"):
+            graded.call("with_graph")
         with pytest.raises(sandbox.SandboxFailure, match="did not return within 3 s"):
             graded.call("forever")
 

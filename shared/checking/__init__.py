@@ -313,7 +313,9 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
         return (f"{run.error}: {cell} was still running",
                 f"A busy CPU is the usual cause (another notebook or program running at the same time): close it and "
                 f"check again, or give the check more time: {TIMEOUT_VAR}=1200 make check RUNG={rung} (seconds; "
-                f"the default is {DEFAULT_TIMEOUT_S}).")
+                f"the default is {DEFAULT_TIMEOUT_S}). The check takes longer than your own run: it runs the "
+                f"notebook from the start in an empty outputs folder, where any model it needs from an earlier rung "
+                f"is trained again.")
     if run.error_name == "PermissionError" and "grading:" in run.error:   # shared.checking.jail, under make grade
         return (f"{cell} was refused by the grading jail -- {run.error}",
                 "While it is graded, a notebook reads and writes only in its own folder and starts only Python "

@@ -103,7 +103,15 @@ def _serve(connection, notebook_json: str, names: list[str], rules: dict) -> Non
         try:
             connection.send(("returned", result))
         except Exception as error:  # noqa: BLE001 -- e.g. a generator or a lambda
-            connection.send(("unsendable", f"{type(result).__name__} ({error})"))
+            connection.send(("unsendable", _unsendable(result, error)))
+
+
+def _unsendable(result, error: Exception) -> str:
+    """What the learner returned that cannot travel back to the checker, said so that they can fix it."""
+    if getattr(result, "requires_grad", False):   # PyTorch will not send a tensor with its autograd graph
+        return (f"{type(result).__name__} that still holds the autograd graph of the model's forward pass "
+                f"(requires_grad=True): compute it under torch.no_grad(), as an evaluation should")
+    return f"{type(result).__name__} ({error})"
 
 
 # Set on a model passed to a graded function (``want_parameter_gradients``): the call's gradients are then also

@@ -20,7 +20,7 @@ from shared import course
 from shared.checking import hidden, jail
 from shared.checking import results as saved_results
 from shared.grading import batch, runner, submissions
-from shared.paths import REPO_ROOT
+from shared.paths import REPO_ROOT, RUNGS_DIR
 
 # Short limits for the looping and hanging notebooks; a good check here takes a few seconds.
 LIMITS = dict(notebook_timeout_s=10, memory_gb=2, verify_allowance_s=20)
@@ -309,6 +309,11 @@ def test_progress_reads_the_saved_checks_without_running_them(tmp_path, monkeypa
     assert "✓ done (1 written answer for review)" in by_rung["02"]
     assert "✗ not yet: 1 of 3 criteria" in by_rung["03"]
     assert "· not started" in by_rung["01"]
+    assert f"-- of {notebook.resolve()}, not the rung's exercise.ipynb" in by_rung["02"]   # a copy checked
+    exercise = RUNGS_DIR / "02-sft" / "exercise.ipynb"
+    saved_results.save(Report("02", str(exercise), [Criterion("a", "pass")]), exercise)
+    assert saved_results.table(course.ready_rungs())[2].endswith("✓ done")           # the rung's own: no note
+    saved_results.save(done, notebook)
     notebook.write_text('{"edited": true}')
     assert "the notebook changed since: check again" in saved_results.table(course.ready_rungs())[2]
     (tmp_path / "outputs" / "checks" / "04.json").write_text("{broken")

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.paths import REPO_ROOT
+from shared.paths import REPO_ROOT, RUNGS_DIR
 
 NOT_STARTED, DONE, NOT_YET = "· not started", "✓ done", "✗ not yet"
 
@@ -59,8 +59,9 @@ def load(rung: str) -> dict | None:
         return None
 
 
-def verdict(record: dict | None) -> str:
-    """One rung's line: not started, done or not yet, and whether the notebook changed since its check."""
+def verdict(record: dict | None, exercise: Path | None = None) -> str:
+    """One rung's line: not started, done or not yet, whether the notebook changed since its check, and which
+    notebook it was when not the rung's `exercise` (``make check NOTEBOOK=a-copy.ipynb`` saves its verdict too)."""
     if record is None:
         return NOT_STARTED
     if record["passed"]:
@@ -71,7 +72,17 @@ def verdict(record: dict | None) -> str:
         text = f"{NOT_YET}: {record['met']} of {record['criteria']} criteria"
     if notebook_hash(Path(record["notebook"])) != record["sha256"]:
         text += " -- the notebook changed since: check again"
+    if exercise is not None and Path(record["notebook"]) != Path(exercise).resolve():
+        text += f" -- of {_shown(Path(record['notebook']))}, not the rung's exercise.ipynb"
     return text
+
+
+def _shown(path: Path) -> str:
+    """A path inside the course as the learner types it (rungs/06-dpo/try.ipynb); any other in full."""
+    try:
+        return path.relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def table(rungs) -> list[str]:
@@ -80,7 +91,8 @@ def table(rungs) -> list[str]:
     for rung in rungs:
         record = load(rung.number)
         checked = record["checked_at"] if record else "-"
-        lines.append(f"{rung.number + ' ' + rung.title:<36.35}{checked:<19}{verdict(record)}")
+        exercise = RUNGS_DIR / f"{rung.number}-{rung.slug}" / "exercise.ipynb"
+        lines.append(f"{rung.number + ' ' + rung.title:<36.35}{checked:<19}{verdict(record, exercise)}")
     return lines
 
 

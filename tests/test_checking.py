@@ -661,3 +661,24 @@ def test_the_graded_function_server_starts_with_the_course_package():
                           "                  if name in ('torch', 'nbformat', 'rfc3987_syntax.syntax_helpers'))")
     with GradedFunctions(new_notebook(cells=[probe]), ["loaded"]) as graded:
         assert graded.function("loaded")() == ["nbformat", "torch"]
+
+
+def test_a_config_writer_that_raises_on_a_change_is_told_which_change_was_asked():
+    """Fixed settings written after **changes: DPOConfig gets max_length twice. The notebook itself never
+    passes max_length, so it runs; the check's message says what it asked for."""
+    from trl import DPOConfig
+
+    from shared.checking.sandbox import GradedFunctions
+    from shared.profiles import get_profile
+
+    def expected(profile, output_dir, changes):
+        return {"max_length": changes["max_length"]}
+
+    nb = _notebook_with("from trl import DPOConfig\n\n"
+                        "def dpo_config(profile, output_dir, **changes):\n"
+                        "    return DPOConfig(output_dir=output_dir, **changes, max_length=profile.max_seq_length)")
+    with GradedFunctions(nb, ["dpo_config"]) as graded:
+        with pytest.raises(CheckFailed, match=r"^asked for max_length=64: TypeError: .*multiple values for "
+                                              r"keyword argument 'max_length'"):
+            checking.check_config_cases(graded.function("dpo_config"), get_profile(), "dpo",
+                                        [({}, {"max_length": 64})], expected, DPOConfig)

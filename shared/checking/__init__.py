@@ -445,10 +445,13 @@ def check_config_cases(write_config, profile, stage: str, cases, expected, confi
     for number, (sizes, changes) in enumerate(cases, 1):
         variant = profile.with_training(stage, **sizes) if sizes else profile
         output_dir = str(Path(tempfile.gettempdir()) / f"{stage}-config-case-{number}")  # named, never created
-        config = write_config(variant, output_dir, **changes)
+        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
+        try:
+            config = write_config(variant, output_dir, **changes)
+        except sandbox.GradedError as error:   # e.g. a change that repeats a fixed setting: name what was asked
+            raise CheckFailed(f"asked for {case}: {error}") from None
         require(isinstance(config, config_class),
                 f"must return a trl {config_class.__name__}, returned {type(config).__name__}")
-        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
         for name, value in expected(variant, output_dir, changes).items():
             got = getattr(config, name, None)
             require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.paths import REPO_ROOT, RUNGS_DIR
+from shared.paths import REPO_ROOT
 
 NOT_STARTED, DONE, NOT_YET = "· not started", "✓ done", "✗ not yet"
 
@@ -91,8 +91,8 @@ def table(rungs) -> list[str]:
     for rung in rungs:
         record = load(rung.number)
         checked = record["checked_at"] if record else "-"
-        exercise = RUNGS_DIR / f"{rung.number}-{rung.slug}" / "exercise.ipynb"
-        lines.append(f"{rung.number + ' ' + rung.title:<36.35}{checked:<19}{verdict(record, exercise)}")
+        lines.append(f"{rung.number + ' ' + rung.title:<36.35}{checked:<19}"
+                     f"{verdict(record, REPO_ROOT / rung.exercise)}")
     return lines
 
 

@@ -682,3 +682,27 @@ def test_a_config_writer_that_raises_on_a_change_is_told_which_change_was_asked(
                                               r"keyword argument 'max_length'"):
             checking.check_config_cases(graded.function("dpo_config"), get_profile(), "dpo",
                                         [({}, {"max_length": 64})], expected, DPOConfig)
+
+
+def test_the_check_log_is_named_for_its_user_so_a_shared_machine_keeps_each_learners_apart(monkeypatch):
+    """In the shared temporary folder a file another user owns cannot be opened for writing: each user's check
+    writes its own log. FT_CHECK_LOG, when set, wins; with no login name the uid names it."""
+    import getpass
+    import tempfile
+
+    monkeypatch.delenv("FT_CHECK_LOG", raising=False)
+    paths = {}
+    for user in ("ada", "grace"):
+        monkeypatch.setattr(getpass, "getuser", lambda user=user: user)
+        paths[user] = checking.log_path_for("06")
+    assert paths["ada"] != paths["grace"] and paths["ada"].name == "ft-check-ada-06.log"
+    assert paths["ada"].parent == Path(tempfile.gettempdir())
+
+    def no_login_name():
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(getpass, "getuser", no_login_name)
+    if hasattr(os, "getuid"):
+        assert checking.log_path_for("06").name == f"ft-check-uid{os.getuid()}-06.log"
+    monkeypatch.setenv("FT_CHECK_LOG", "/somewhere/check.log")
+    assert checking.log_path_for("06") == Path("/somewhere/check.log")

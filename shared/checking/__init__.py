@@ -39,6 +39,7 @@ of them, and a summary table comes last.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import os
@@ -564,8 +565,19 @@ def _is_fd(stream, fd: int) -> bool:
 
 
 def log_path_for(rung: str) -> Path:
-    """Where a check's details go: FT_CHECK_LOG, or a file in the system's temporary folder (never outputs/)."""
-    return Path(os.environ.get("FT_CHECK_LOG") or Path(tempfile.gettempdir()) / f"ft-check-{rung}.log")
+    """Where a check's details go: FT_CHECK_LOG, or a file in the system's temporary folder (never outputs/),
+    named for the user -- on a machine a class shares, one learner's check neither overwrites another's log
+    nor fails on a file that another user owns."""
+    if os.environ.get("FT_CHECK_LOG"):
+        return Path(os.environ["FT_CHECK_LOG"])
+    return Path(tempfile.gettempdir()) / f"ft-check-{_user()}-{rung}.log"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no password entry (a container run under a bare uid)
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "user"
 
 
 def main(check: Callable[[Context], None], rung: str, argv: list[str] | None = None,

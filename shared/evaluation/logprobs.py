@@ -80,6 +80,15 @@ def sampled_kl(policy, reference, tokenizer, prompts: list[str], n: int = 2, see
     the policy's own answers -- the mean of log pi(y | x) - log ref(y | x) over `n` answers sampled from the
     policy (temperature 1) for each prompt. The quantity the RLHF objective charges beta for; 0 for the
     reference itself. (Each answer is scored as its text, re-tokenised the way training tokenises answers.)"""
+    per_prompt = sampled_kl_per_prompt(policy, reference, tokenizer, prompts, n=n, seed=seed,
+                                       max_new_tokens=max_new_tokens)
+    return sum(per_prompt) / len(per_prompt)
+
+
+def sampled_kl_per_prompt(policy, reference, tokenizer, prompts: list[str], n: int = 2, seed: int = 0,
+                          max_new_tokens: int = 32) -> list[float]:
+    """`sampled_kl` prompt by prompt: one estimate per prompt (the mean over its `n` answers), in the prompts'
+    order -- to see *where* a policy moved, e.g. on which kind of question."""
     from shared.evaluation.generation import sample
 
     answers = sample(policy, tokenizer, prompts, n=n, seed=seed, max_new_tokens=max_new_tokens, desc="sampling")
@@ -87,4 +96,5 @@ def sampled_kl(policy, reference, tokenizer, prompts: list[str], n: int = 2, see
     flat_answers = [a for group in answers for a in group]
     mine = completion_logprobs(policy, tokenizer, flat_prompts, flat_answers, desc="policy log-probabilities")
     theirs = completion_logprobs(reference, tokenizer, flat_prompts, flat_answers, desc="reference log-probabilities")
-    return float((mine.sums - theirs.sums).mean())
+    per_answer = (mine.sums - theirs.sums).tolist()
+    return [sum(per_answer[i * n:(i + 1) * n]) / n for i in range(len(prompts))]

@@ -168,6 +168,9 @@ WRONG_ADAPTERS = {
     "rsLoRA asked for, alpha / r given": (_adapter(use_rslora=False), ("scaled by 0.6667", "alpha / sqrt(r) = 2")),
     "alpha / sqrt(r) always": (_adapter(use_rslora=True), ("scaled by 4;", "alpha / r = 2")),
     "attention query only": (_adapter(target_modules=["q_proj"]), ("do not train", "k_proj.lora_A")),
+    "every linear layer, whatever was asked": (_adapter(target_modules="all-linear"),
+                                               ("which were not asked for", "down_proj, gate_proj, o_proj, up_proj",
+                                                "here q_proj, k_proj, v_proj")),
     "B not zero at the start": (_adapter(init_lora_weights=False), ("B is not zero",)),
     "dropout on the adapter": (_adapter(lora_dropout=0.1), ("lora_dropout",)),
     "no task type": (_adapter(task_type=None), ("PeftModelForCausalLM",)),
@@ -194,7 +197,7 @@ def test_an_adapter_that_changes_a_base_weight_fails(solution_functions):
 WRONG_MERGES = {
     "the PeftModel back, unmerged": (lambda peft_model: peft_model, "returned a PeftModel"),
     "the base model inside, LoRA layers still in it": (lambda peft_model: peft_model.get_base_model(),
-                                                       "LoRA module(s) left"),
+                                                       "LoRA layer(s) left"),
     "the base without the adapter (unload, not merge)": (lambda peft_model: peft_model.unload(),
                                                          "the adapter's update was dropped"),
     "a fresh model of the base's shape": (
@@ -246,6 +249,7 @@ def merge_adapter(peft_model):
     adapter = by_name(report, "add_lora_adapter")
     assert adapter.status == checking.FAIL and "is not allowed" in adapter.detail, printed
     assert "shared.training.lora.lora_config" in adapter.detail, adapter.detail
+    assert "get_peft_model" in adapter.detail and "merge_and_unload" not in adapter.detail, adapter.detail
     merge = by_name(report, "merge_adapter")
     assert merge.status == checking.FAIL and "not a value the checker can read" in merge.detail, printed
     assert by_name(report, "lora_forward").status == checking.PASS  # the rest of the notebook is untouched

@@ -105,10 +105,13 @@ ADAPTER_TOLERANCE = 1e-5  # a LoRA layer's output against W x + b + scale * B A 
 _PEFT = Forbidden("it is yours to write; PEFT is what it is checked against", modules=("peft", "shared.training.lora"))
 # add_lora_adapter and merge_adapter are written with PEFT itself; the course's adapter builders (lora_config, the
 # trainers that wrap a model given a peft_config) are what the checker compares with.
-_COURSE = Forbidden("it is yours to write with PEFT's LoraConfig, get_peft_model and merge_and_unload; the course's "
-                    "own adapter helpers are what it is checked against", modules=("shared.training", "trl"))
-FORBIDDEN = {"lora_forward": _PEFT, "count_lora_parameters": _PEFT, "add_lora_adapter": _COURSE,
-             "merge_adapter": _COURSE}
+_COURSE_HELPERS = "the course's own adapter helpers are what it is checked against"
+_COURSE_MODULES = ("shared.training", "trl")
+FORBIDDEN = {"lora_forward": _PEFT, "count_lora_parameters": _PEFT,
+             "add_lora_adapter": Forbidden(f"it is yours to write with PEFT's LoraConfig and get_peft_model; "
+                                           f"{_COURSE_HELPERS}", modules=_COURSE_MODULES),
+             "merge_adapter": Forbidden(f"it is yours to write with PEFT's merge_and_unload; {_COURSE_HELPERS}",
+                                        modules=_COURSE_MODULES)}
 
 
 def check(ctx: Context) -> None:
@@ -132,9 +135,9 @@ def check_graded(ctx: Context) -> None:
                        "num_key_value_heads * head_dim outputs, and head_dim may be given in the config.")
     ctx.criterion("add_lora_adapter builds the LoRA adapter asked for on unseen models",
                   lambda: check_add_adapter(graded["add_lora_adapter"]),
-                  hint="get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, target_modules=..., "
-                       "lora_dropout=0.0, bias='none', use_rslora=use_rslora, task_type='CAUSAL_LM')); "
-                       "re-read section 3.")
+                  hint="Section 3's list says what each LoraConfig setting does: build one from the function's "
+                       "arguments, with the settings it names for the course's adapters, and wrap the model with "
+                       "get_peft_model. The line above names the setting that differs.")
     ctx.criterion("merge_adapter returns a plain model that computes what the adapter model does",
                   lambda: check_merge(graded["merge_adapter"]),
                   hint="PEFT's merge_and_unload folds (alpha / r) B A into each weight and returns the base model "
@@ -274,15 +277,19 @@ def check_add_adapter(add_lora_adapter) -> str:
                                             f"{type(got).__name__} ({case})")
         require(isinstance(got, PeftModelForCausalLM), f"returned a {type(got).__name__}: an adapter for a causal "
                                                        f"LM (task_type='CAUSAL_LM') is a PeftModelForCausalLM ({case})")
-        trainable, others = {}, []
+        trainable, not_asked, others = {}, set(), []
         for name, parameter in got.named_parameters():
             if not parameter.requires_grad:
                 continue
             match = re.fullmatch(r"base_model\.model\.(.+)\.(lora_[AB])\.[^.]+\.weight", name)
             if match and match.group(1) in named:
                 trainable.setdefault(f"{match.group(1)}.{match.group(2)}", []).append(tuple(parameter.shape))
+            elif match:
+                not_asked.add(match.group(1).rsplit(".", 1)[-1])
             else:
                 others.append(name)
+        require(not not_asked, f"LoRA adapters on {', '.join(sorted(not_asked))}, which were not asked for: "
+                               f"target_modules names the layers that get one, here {', '.join(targets)} ({case})")
         example = others[0] if others else ""
         require(not others, f"{len(others)} tensor(s) train besides the LoRA matrices, e.g. {example}: only lora_A "
                             f"and lora_B of the named modules may train -- no bias, no modules_to_save, no DoRA "
@@ -387,9 +394,11 @@ def check_merge(merge_adapter) -> str:
                                                 f"and returns the plain model inside (merge_and_unload) ({case})")
         require(isinstance(got, LlamaForCausalLM), f"returned a {type(got).__name__}, not the base model's own class "
                                                    f"(LlamaForCausalLM here) ({case})")
-        left = [name for name, module in got.named_modules() if isinstance(module, LoraLayer) or "lora_" in name
-                or name.endswith("base_layer")]
-        require(not left, f"{len(left)} LoRA module(s) left in the merged model, e.g. {left[0] if left else ''}: "
+        layers = [name for name, module in got.named_modules() if isinstance(module, LoraLayer)]
+        require(not layers, f"{len(layers)} LoRA layer(s) left in the merged model, e.g. {layers[0] if layers else ''}"
+                            f": merging folds each into its weight and takes it out ({case})")
+        left = [name for name, _ in got.named_modules() if "lora_" in name or name.endswith("base_layer")]
+        require(not left, f"{len(left)} LoRA part(s) left in the merged model, e.g. {left[0] if left else ''}: "
                           f"merging takes them out ({case})")
         got_names = sorted(name for name, _ in got.named_parameters())
         require(got_names == names, f"the merged model's parameters are not the base model's (e.g. "

@@ -51,7 +51,14 @@ def _env(**extra) -> dict:
 def test_instructor_folders_are_left_out(built):
     dest, summary = built
     for folder in release.INSTRUCTOR_ONLY:
-        assert not (dest / folder).exists(), f"{folder}/ reached the learners' copy"
+        reached = [p.relative_to(dest).as_posix() for p in (dest / folder).rglob("*") if p.is_file()]
+        if folder == "bench":  # only the benchmarks' figures, which lessons link to
+            assert "bench/README.md" in reached and all(
+                path == "bench/README.md" or path.startswith("bench/results/") for path in reached), reached
+        else:
+            assert not reached, f"{folder}/ reached the learners' copy: {reached[:3]}"
+    assert not (dest / "bench" / "run.py").exists()
+    assert not [link for link in summary["dangling_links"] if "bench/" in link], summary["dangling_links"]
     assert (dest / "docs" / "lab-rung02-exercise.png").exists()   # the README's screenshot: for learners
     reasons = " ".join(summary["left_out"])
     for folder in ("solutions", "tests"):
@@ -277,3 +284,13 @@ def test_a_check_of_an_untouched_exercise_fails_with_its_reason(copy, tmp_path):
     assert result["passed"] is False
     notebook_run = next(c for c in result["criteria"] if c["name"] == "the notebook runs top to bottom")
     assert notebook_run["status"] == "fail" and "NotImplementedError" in notebook_run["detail"]
+
+
+def test_a_benchmark_script_in_the_copy_is_a_problem_its_figures_are_not(tmp_path):
+    """bench/ reaches learners only as its figures; a script there (it runs the solutions) fails the release."""
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    for path in ("bench/README.md", "bench/results/qlora_7b.md", "bench/run.py"):
+        (tmp_path / path).write_text("x")
+    problems = release.release_problems(tmp_path, reference_exercise=lambda path: b"")
+    assert "bench/run.py is in the copy" in problems
+    assert not [p for p in problems if p.startswith(("bench/README.md", "bench/results/"))], problems

@@ -7,8 +7,9 @@ What goes in is what is *committed*: every file of the last commit (``git ls-tre
 content, so work in progress -- an uncommitted edit, a new file not yet added -- never reaches learners half done.
 A copy of the course without git history (an unpacked archive) is walked instead, build outputs skipped.
 
-Left out: ``solutions/``, ``tests/``, ``bench/``, ``.ci/``, any folder named ``hidden-tests``, and the
-hidden-tests folder (``--hidden`` or FT_HIDDEN_TESTS) when it lies inside the repository.
+Left out: ``solutions/``, ``tests/``, ``bench/`` (but for its figures: its README and ``results/``, which the
+lessons link to), ``.ci/``, any folder named ``hidden-tests``, and the hidden-tests folder (``--hidden`` or
+FT_HIDDEN_TESTS) when it lies inside the repository.
 
 The copy is then verified, and a copy that fails is reported loudly, never handed over quietly: nothing under
 the folders left out, no solution marker in any notebook, every ready rung's exercise, lesson and checker
@@ -41,6 +42,9 @@ INSTRUCTOR_ONLY = {
     "bench": "benchmarks (they run the solutions)",
     ".ci": "continuous integration",
 }
+# What goes in from a folder above all the same: the benchmarks' measured figures, which lessons link to (their
+# scripts, which run the solutions, stay out).
+PUBLISHED_FROM_INSTRUCTOR_FOLDERS = ("bench/README.md", "bench/results/")
 # docs/ goes in: the README's screenshot, and the grading guide -- learners may read how they are graded; what
 # must stay hidden is the instructor's own hidden tests, kept outside the course or in a hidden-tests folder.
 HIDDEN_FOLDER_NAME = "hidden-tests"
@@ -73,7 +77,8 @@ data — without the worked solutions and without the course's own tests. Work i
 `rungs/NN-slug/exercise.ipynb`, and when you think a rung is done, ask `make check RUNG=NN`; `make progress`
 shows every rung's verdict. `make test`, `make exercises` and `make bench` belong to the full course repository
 (they run the solutions and the tests), so here they only say so; where the sections above mention
-`solutions/`, `tests/` or `bench/`, they describe that repository.
+`solutions/`, `tests/` or `bench/`, they describe that repository (here `bench/` holds only the benchmarks'
+figures: its README and `results/`).
 """
 
 
@@ -144,10 +149,15 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _published(path: str) -> bool:
+    return any(path == kept or (kept.endswith("/") and path.startswith(kept))
+               for kept in PUBLISHED_FROM_INSTRUCTOR_FOLDERS)
+
+
 def reason_left_out(path: str, root: Path, hidden: Path | None) -> str | None:
     """Why this file (relative to the repository) stays out of the learners' copy, or None when it goes in."""
     parts = path.split("/")
-    if parts[0] in INSTRUCTOR_ONLY:
+    if parts[0] in INSTRUCTOR_ONLY and not _published(path):
         return f"{parts[0]}/: {INSTRUCTOR_ONLY[parts[0]]}"
     if HIDDEN_FOLDER_NAME in parts[:-1]:
         return f"under a {HIDDEN_FOLDER_NAME}/ folder"
@@ -309,8 +319,8 @@ def release_problems(dest: Path, reference_exercise) -> list[str]:
     the bytes the exercise at `path` must hold (the committed one)."""
     problems = []
     for folder in INSTRUCTOR_ONLY:
-        if (dest / folder).exists():
-            problems.append(f"{folder}/ is in the copy")
+        found = [p.relative_to(dest).as_posix() for p in (dest / folder).rglob("*") if p.is_file()]
+        problems += [f"{path} is in the copy" for path in found if not _published(path)]
     problems += [f"{p.relative_to(dest)} is in the copy" for p in dest.rglob(HIDDEN_FOLDER_NAME)]
     for notebook in sorted(dest.rglob("*.ipynb")):
         problems += [f"{notebook.relative_to(dest)}: {found}" for found in solution_markers(notebook)]

@@ -240,13 +240,16 @@ def test_run_notebook_with_outputs(tmp_path, rungs_dir):
 
 
 def test_run_notebook_names_the_failing_cell(tmp_path):
-    nb = new_notebook(cells=[new_code_cell("x = 1"), new_code_cell("raise ValueError('learner bug')")])
+    """By its place among the code cells, its first line and the section it is in (the title is not one)."""
+    nb = new_notebook(cells=[new_markdown_cell("# Rung 99\n\n## 1. Warm up"), new_code_cell("x = 1"),
+                             new_markdown_cell("Some text.\n\n## 2. Train it\n\nMore text."),
+                             new_markdown_cell("No heading here."), new_code_cell("raise ValueError('learner bug')")])
     path = tmp_path / "fails.ipynb"
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
     assert not report.passed
-    assert report.criteria[0].detail == ("the 2nd code cell from the top (`raise ValueError('learner bug')`) raised "
-                                         "ValueError: learner bug")
+    assert report.criteria[0].detail == ("the 2nd code cell from the top (`raise ValueError('learner bug')`) in "
+                                         "section \"2. Train it\" raised ValueError: learner bug")
     assert "hint: Restart the kernel" in printed
 
 
@@ -255,12 +258,13 @@ def test_a_stub_in_the_way_is_named_without_running_the_notebook(tmp_path):
     once -- naming the cell that uses it and the function to write -- instead of running what comes before."""
     nb = new_notebook(cells=[new_code_cell("import time\ntime.sleep(30)   # training, minutes of it"),
                              new_code_cell(f"def double(x):\n    \"\"\"Twice x.\"\"\"\n    {exercises.STUB}"),
+                             new_markdown_cell("## 3. Use it"),
                              new_code_cell("# try it\ndef twice(x):\n    return double(x)\n\ntwice(2)")])
     path = tmp_path / "stub.ipynb"
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
-    assert report.criteria[0].detail == ("not run: the 3rd code cell from the top (`def twice(x):`) uses double, "
-                                         "which is not written yet -- it still raises NotImplementedError, so a "
+    assert report.criteria[0].detail == ("not run: the 3rd code cell from the top (`def twice(x):`) in section "
+                                         "\"3. Use it\" uses double, which is not written yet -- it still raises NotImplementedError, so a "
                                          "run would stop there")
     assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
     assert report.notebook_seconds is None and report.seconds < 20   # the 30 s cell never ran

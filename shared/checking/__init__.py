@@ -309,7 +309,7 @@ def _failing(message: str) -> Callable:
 def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
     """What to say when the notebook stopped, and the hint: the cell by its number and first line, the function
     to write when it is a stub, and for a timeout what is likely and how to give the check more time."""
-    cell = _which_cell(run.failed_cell, run.cell_head)
+    cell = _which_cell(run.failed_cell, run.cell_head, run.section)
     if run.timed_out:
         return (f"{run.error}: {cell} was still running",
                 f"A busy CPU is the usual cause (another notebook or program running at the same time): close it and "
@@ -334,7 +334,7 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
 
 def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
     """What to say, and the hint, when the notebook was not run because a stub stands in its way."""
-    cell = _which_cell(unwritten.cell, unwritten.cell_head)
+    cell = _which_cell(unwritten.cell, unwritten.cell_head, unwritten.section)
     if unwritten.function:
         return (f"not run: {cell} uses {unwritten.function}, which is not written yet -- it still raises "
                 f"NotImplementedError, so a run would stop there",
@@ -345,11 +345,11 @@ def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
             "all cells.")
 
 
-def _which_cell(number: int | None, head: str) -> str:
+def _which_cell(number: int | None, head: str, section: str = "") -> str:
     """A code cell as the learner finds it: counted from the top (Jupyter shows no cell numbers, and its [n]
-    execution counts change with every run), with its first line of code."""
+    execution counts change with every run), with its first line of code and the section it is in."""
     cell = f"the {_ordinal(number)} code cell from the top" if number else "a cell"
-    return cell + (f" (`{head[:60]}`)" if head else "")
+    return cell + (f" (`{head[:60]}`)" if head else "") + (f" in section \"{section}\"" if section else "")
 
 
 def _ordinal(number: int) -> str:

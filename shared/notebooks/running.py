@@ -33,10 +33,35 @@ class RunResult:
         """The failing cell's first line of code, to name it the way the learner sees it."""
         return first_code_line(self.cell_source)
 
+    @property
+    def section(self) -> str:
+        """The section of the notebook the failing cell is in ("" when unknown)."""
+        return section_of(self.notebook, self.failed_cell) if self.notebook and self.failed_cell else ""
+
 
 def first_code_line(source: str) -> str:
     lines = [line.strip() for line in source.splitlines()]
     return next((line for line in lines if line and not line.startswith("#")), "")
+
+
+def section_heading(markdown: str) -> str | None:
+    """A markdown cell's last section heading ("## 3. Put an adapter on a model" -> "3. Put an adapter on a
+    model"), or None when it has none; the notebook's title (a single #) is not a section."""
+    headings = [line[3:].strip() for line in markdown.splitlines() if line.startswith("## ")]
+    return headings[-1] if headings else None
+
+
+def section_of(nb: nbformat.NotebookNode, code_cell: int) -> str:
+    """The section heading above a code cell (counted from 1 among code cells): what a learner scrolls to."""
+    section, number = "", 0
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            section = section_heading(cell.source) or section
+        elif cell.cell_type == "code":
+            number += 1
+            if number == code_cell:
+                return section
+    return ""
 
 
 
@@ -129,6 +154,7 @@ class Unwritten:
     cell: int
     cell_source: str
     function: str = ""
+    section: str = ""    # the heading of the section it is in
 
     @property
     def cell_head(self) -> str:
@@ -147,8 +173,10 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
     wrong with it)."""
     stub_line = ast.dump(ast.parse(stub).body[0])
     stubs: dict[str, int] = {}   # function name -> the code cell that defines it as a stub
-    number = 0
+    number, section = 0, ""
     for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            section = section_heading(cell.source) or section
         if cell.cell_type != "code":
             continue
         number += 1
@@ -158,10 +186,10 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
             return None
         for statement in tree.body:
             if ast.dump(statement) == stub_line:
-                return Unwritten(number, cell.source)
+                return Unwritten(number, cell.source, section=section)
             used = _names_used(statement) & stubs.keys()
             if used:
-                return Unwritten(number, cell.source, min(used, key=lambda name: stubs[name]))
+                return Unwritten(number, cell.source, min(used, key=lambda name: stubs[name]), section)
             for name in _names_bound(statement):
                 stubs.pop(name, None)
             if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(statement, stub_line):

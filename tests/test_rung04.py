@@ -243,6 +243,38 @@ def test_nan_from_a_block_of_zeros_fails():
         check04.check_nf4(functions["nf4_quantize"], divides_by_the_values)
 
 
+def test_dividing_by_a_zero_absmax_fails_though_the_values_come_back_zero():
+    """No guard: a block of zeros scales to NaN, argmin picks code 0 (level -1), and -1 x 0 is zero again -- the
+    values pass, the codes do not."""
+    levels = quantisation.bitsandbytes_nf4_levels()
+
+    def unguarded(weight, blocksize=64):
+        flat = weight.detach().float().reshape(-1)
+        blocks = torch.nn.functional.pad(flat, (0, -flat.numel() % blocksize)).view(-1, blocksize)
+        absmax = blocks.abs().amax(dim=1)
+        scaled = (blocks / absmax[:, None]).reshape(-1)[:flat.numel()]
+        return (scaled[:, None] - levels).abs().argmin(dim=1).to(torch.uint8), absmax
+
+    with pytest.raises(checking.CheckFailed, match=r"a block of zeros: 64 values of 0 got a code other than 7 "
+                                                    r".*do not divide by it"):
+        check04.check_nf4(unguarded, solution_functions()["nf4_dequantize"])
+
+
+def test_a_crash_names_the_unseen_case_it_crashed_on():
+    """The learner never saw the tensor: the failure says which one, as a wrong answer's does."""
+    functions = solution_functions()
+
+    def whole_blocks_only(weight, blocksize=64):  # a crash as the learner's process reports it
+        if weight.numel() % blocksize:
+            raise checking.sandbox.GradedError(f"RuntimeError: shape '[-1, {blocksize}]' is invalid for input of "
+                                               f"size {weight.numel()} (line 6 of its cell)")
+        return functions["nf4_quantize"](weight, blocksize)
+
+    with pytest.raises(checking.CheckFailed, match=r"^large values \(std 3\), 36 x 18: the last block is partial "
+                                                    r"\(648 values, 11 blocks of 64\): RuntimeError: shape"):
+        check04.check_nf4(whole_blocks_only, functions["nf4_dequantize"])
+
+
 def test_a_wrong_error_formula_fails():
     with pytest.raises(checking.CheckFailed, match="expected"):  # mean absolute error, not the relative norm
         check04.check_error_function(lambda w, d: float((w.float() - d.float()).abs().mean()))
@@ -263,6 +295,7 @@ LLAMA_1B = dict(model_type="llama", hidden_size=2048, intermediate_size=8192, nu
                 num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
                 rms_norm_eps=1e-5, tie_word_embeddings=True)
 GPU = PROFILES["gpu"]
+COMPUTE = str(GPU.torch_dtype).removeprefix("torch.")   # what a 4-bit layer computes in under it, on this machine
 
 
 def _fake_adapter(folder, config, layers=(0, 1), r=2, hidden_size=None):
@@ -293,7 +326,7 @@ def _fake_gpu_run(tmp_path, config=QWEN25_7B, **changes):
     parameters = memory.parameters_from_config(config)
     run = {"profile": "gpu", "base_model": GPU.qlora_model, "base_parameters": parameters,
            "hidden_size": config["hidden_size"], "loaded_in_4bit": True, "quant_type": "nf4", "double_quant": True,
-           "blocksize": 64, "compute_dtype": "float16", "four_bit_layers": 7 * config["num_hidden_layers"],
+           "blocksize": 64, "compute_dtype": COMPUTE, "four_bit_layers": 7 * config["num_hidden_layers"],
            "device": "cuda", "gpus_used": 1, "gpu_name": "Tesla T4", "peak_gpu_memory_bytes": 10_400_000_000,
            "train_seconds": 1500.0, "trainable_parameters": 40_370_176}
     run.update(changes)
@@ -304,6 +337,12 @@ def _fake_gpu_run(tmp_path, config=QWEN25_7B, **changes):
 
 
 GPU_NEEDS = check04.RUN_REQUIREMENTS["gpu"]
+
+
+def test_a_compute_dtype_the_profile_does_not_ask_for_fails(tmp_path):
+    other = "bfloat16" if COMPUTE != "bfloat16" else "float16"
+    with pytest.raises(checking.CheckFailed, match=f"computed in {other}; the gpu profile says {COMPUTE} here"):
+        check04.check_run(_fake_gpu_run(tmp_path, compute_dtype=other), GPU, GPU_NEEDS)
 
 
 def test_a_7b_base_in_4bit_on_one_gpu_passes(tmp_path):

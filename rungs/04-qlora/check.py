@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import CheckFailed, Context, main, read_json, require  # noqa: E402
+from shared.checking import CheckFailed, Context, main, read_json, require, sandbox  # noqa: E402
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
 from shared.checking.artefacts import same_base  # noqa: E402
@@ -307,6 +307,9 @@ def check_loaded_model(model, folder: Path, profile, name: str) -> str:
     return f"{name}, {len(expected)} linear layers"
 
 
+ZERO_CODE = 7  # the index of NF4's level 0.0: where every value of 0 goes
+
+
 def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     import torch
 
@@ -316,14 +319,23 @@ def check_nf4(nf4_quantize, nf4_dequantize) -> str:
     for name, tensor, blocksize in cases:
         reference = quantisation.bnb_quantize_dequantize(tensor, blocksize)
         _, ref_absmax = quantisation.bnb_quantize(tensor, blocksize)
-        codes, absmax = nf4_quantize(tensor.clone(), blocksize)
-        values = nf4_dequantize(codes, absmax, tensor.shape, blocksize)
         n_blocks = math.ceil(tensor.numel() / blocksize)
+        try:
+            codes, absmax = nf4_quantize(tensor.clone(), blocksize)
+            values = nf4_dequantize(codes, absmax, tensor.shape, blocksize)
+        except sandbox.GradedError as error:  # name the case: the learner never saw this tensor
+            raise CheckFailed(f"{name} ({tensor.numel()} values, {n_blocks} blocks of {blocksize}): {error}") from None
         require(torch.is_tensor(codes) and not codes.is_floating_point() and codes.numel() == tensor.numel(),
                 f"{name}: codes must be an integer tensor with one code per value ({tensor.numel()}), got "
                 f"{type(codes).__name__} {getattr(codes, 'dtype', '')} of {getattr(codes, 'numel', lambda: '?')()}")
         require(int(codes.min()) >= 0 and int(codes.max()) <= 15, f"{name}: codes must be 0..15 (4 bits), got "
                                                                    f"{int(codes.min())}..{int(codes.max())}")
+        zero_codes = codes.reshape(-1)[tensor.reshape(-1).float() == 0].long()
+        wrong_zeros = zero_codes[zero_codes != ZERO_CODE].tolist()
+        require(not wrong_zeros,
+                f"{name}: {len(wrong_zeros)} values of 0 got a code other than {ZERO_CODE} (NF4's level 0.0), e.g. "
+                f"{(wrong_zeros or [''])[0]}: a block of zeros has absmax 0, and 0 / 0 is NaN, which has no nearest "
+                f"level -- do not divide by it")
         require(torch.is_tensor(absmax) and absmax.numel() == n_blocks,
                 f"{name}: one absmax per block expected ({n_blocks} blocks of {blocksize}), got "
                 f"{getattr(absmax, 'numel', lambda: '?')()}")
@@ -438,6 +450,10 @@ def check_run(outputs: Path, profile, requirements: dict) -> str:
             f"{profile.qlora_model!r}")
     require(run.get("loaded_in_4bit") is True, "run.json says the base was not loaded in 4-bit")
     require(run.get("quant_type") == "nf4", f"run.json says the weights were {run.get('quant_type')!r}, not NF4")
+    compute = str(profile.torch_dtype).removeprefix("torch.")
+    require(run.get("compute_dtype") == compute,
+            f"run.json says the 4-bit layers computed in {run.get('compute_dtype')}; the {profile.name} profile "
+            f"says {compute} here (bnb_4bit_compute_dtype=profile.torch_dtype)")
     try:
         counted = memory.parameters_from_config(config)
     except Exception as error:

@@ -5,10 +5,13 @@ It runs a copy of the notebook, then verifies rather than trusts:
   model it returns is inspected layer by layer (see "How the loader is graded" below);
 * the learner's hand-written NF4 (`nf4_quantize`, `nf4_dequantize`) is compared with bitsandbytes' own
   `quantize_4bit` / `dequantize_4bit` on tensors the notebook never shows (other shapes, scales, outliers, a block
-  of zeros, a partial last block, another block size), and `quantization_error` with the course's formula;
+  of zeros, a partial last block, another block size) -- a value of 0 must get NF4's zero code, so a division by
+  a block's zero absmax fails even where -1 x 0 brings the value back -- and `quantization_error` with the
+  course's formula;
 * the saved quantisation error and memory figures are recomputed here from the checkpoint and the architecture;
 * the base is loaded in NF4 here, the saved adapter is put on it, and the held-out questions are asked again;
-* the run's metadata (base, its size, 4-bit or not, GPUs) is checked against the saved config and adapter.
+* the run's metadata (base, its size, 4-bit or not, the compute dtype, GPUs) is checked against the saved config,
+  the adapter and the profile.
 
 How the loader is graded. Like every graded function it runs in a process of its own (shared.checking.sandbox),
 and what it returns is pickled back. A 4-bit model survives that: its Linear4bit layers come back as Linear4bit,

@@ -173,10 +173,8 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
     wrong with it)."""
     stub_line = ast.dump(ast.parse(stub).body[0])
     stubs: dict[str, int] = {}   # function name -> the code cell that defines it as a stub
-    number, section = 0, ""
+    number = 0
     for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            section = section_heading(cell.source) or section
         if cell.cell_type != "code":
             continue
         number += 1
@@ -186,10 +184,11 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
             return None
         for statement in tree.body:
             if ast.dump(statement) == stub_line:
-                return Unwritten(number, cell.source, section=section)
+                return Unwritten(number, cell.source, section=section_of(nb, number))
             used = _names_used(statement) & stubs.keys()
             if used:
-                return Unwritten(number, cell.source, min(used, key=lambda name: stubs[name]), section)
+                first = min(used, key=lambda name: stubs[name])   # the stub defined first
+                return Unwritten(number, cell.source, first, section_of(nb, number))
             for name in _names_bound(statement):
                 stubs.pop(name, None)
             if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(statement, stub_line):

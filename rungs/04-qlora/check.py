@@ -159,10 +159,8 @@ def check_graded(ctx: Context) -> None:
     graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("load_in_four_bit loads unseen models in NF4 + double quantisation, as the profile says",
                   lambda: check_loader(graded["load_in_four_bit"], ctx.profile),
-                  hint="AutoModelForCausalLM.from_pretrained(name_or_path, quantization_config=BitsAndBytesConfig("
-                       "load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True, "
-                       "bnb_4bit_compute_dtype=profile.torch_dtype), dtype=profile.torch_dtype, device_map={'': 0} "
-                       "on a GPU, else {'': 'cpu'}).")
+                  hint="Section 1's list names each argument of from_pretrained and of its BitsAndBytesConfig, "
+                       "and what it is for: compare yours with it, starting from the one the line above names.")
     ctx.criterion("your NF4 quantise -> dequantise matches bitsandbytes on unseen tensors",
                   lambda: check_nf4(graded["nf4_quantize"], graded["nf4_dequantize"]),
                   hint="Flatten the weight; split it into blocks of `blocksize` values (the last may be shorter); "

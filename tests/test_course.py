@@ -103,6 +103,23 @@ def test_exercises_are_in_sync_with_their_solutions():
     assert not stale, "run `make exercises`:\n" + "\n".join(stale)
 
 
+# Importing these loads bitsandbytes, whose CPU backend warns on machines with AVX-512 BF16 that an optional
+# kernel is missing; shared quiets that logger when it is imported, so a notebook imports them after shared.
+LIBRARIES_THAT_LOAD_BITSANDBYTES = ("trl", "peft")
+
+
+@pytest.mark.parametrize("solution", sorted(SOLUTIONS_DIR.glob("*.ipynb")), ids=lambda path: path.stem)
+def test_notebooks_import_trl_and_peft_after_shared(solution):
+    nb = exercises.read(solution)
+    imports = [node for cell in nb.cells if cell.cell_type == "code"
+               for node in ast.parse(cell.source).body
+               if isinstance(node, (ast.Import, ast.ImportFrom))]
+    modules = [(node.module if isinstance(node, ast.ImportFrom) else node.names[0].name).split(".")[0]
+               for node in imports]
+    first_shared = modules.index("shared") if "shared" in modules else len(modules)
+    early = sorted({name for name in modules[:first_shared] if name in LIBRARIES_THAT_LOAD_BITSANDBYTES})
+    assert not early, f"{solution.name} imports {', '.join(early)} before shared: move it below the shared imports"
+
 # -- badges and links ---------------------------------------------------------------------------------
 def colab_targets() -> list[tuple[str, str, str, str]]:
     """(file, repository, branch, path) for every Colab URL in the markdown files and notebooks."""

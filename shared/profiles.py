@@ -290,7 +290,7 @@ def get_profile(announce: bool = True) -> Profile:
     """The profile FT_PROFILE selects (default: tiny), with any model FT_BASE_MODEL / FT_QLORA_MODEL names.
 
     announce: called from a notebook -- say which models replace the profile's, warn about an unused GPU, and
-    (under CI) switch off the libraries' own progress bars."""
+    switch off the libraries' own progress bars that say nothing (shared.progress.quiet_libraries)."""
     name = profile_name()
     if announce:
         from shared.progress import quiet_libraries

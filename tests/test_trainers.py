@@ -112,6 +112,22 @@ def test_a_notebook_under_ci_shows_no_library_progress_bars(monkeypatch, capfd, 
     assert "%|" not in printed.out + printed.err, printed.err[-500:]
 
 
+def test_outside_ci_a_notebook_keeps_the_loading_bars_and_drops_the_dataset_passes(monkeypatch, library_bars_restored):
+    """In a learner's JupyterLab a TRL trainer's passes over its dataset draw no bars (a second each); the bars
+    of what can take minutes on the gpu profile -- loading a model, a download -- stay."""
+    from datasets.utils.logging import is_progress_bar_enabled as datasets_bars
+    from huggingface_hub.utils import are_progress_bars_disabled as hub_bars_disabled
+    from transformers.utils.logging import is_progress_bar_enabled as transformers_bars
+
+    from shared.profiles import get_profile
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("FT_QUIET", raising=False)
+    get_profile()
+    assert not datasets_bars()
+    assert transformers_bars() and not hub_bars_disabled()
+
+
 def test_dpo_trainer_moves_the_policy_away_from_a_frozen_reference(tokenizer, town_pairs, tmp_path):
     model = load_model(profile=TINY)
     with torch.no_grad():  # as if SFT had trained it in this notebook: no longer the model on disk

@@ -3,6 +3,7 @@ notebooks and buggy checks still give a report, and the command line writes JSON
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import json
@@ -115,6 +116,26 @@ def test_criterion_exceptions_are_failures_not_crashes(ctx):
     assert divides.status == FAIL and divides.detail.startswith("ZeroDivisionError: division by zero")
     assert reads.status == FAIL and "does not exist" in reads.detail
     assert written.status == FAIL and "not written yet" in written.detail
+
+
+def test_a_stub_or_a_forbidden_call_gets_its_own_hint_not_the_criterions(ctx):
+    """The criterion's hint says how to fix a function that runs; under a function still to write it would say
+    how to write it, at the first check of an untouched notebook."""
+    from shared.checking.guards import ForbiddenCall
+
+    def not_written():
+        raise NotImplementedError("Your code here")
+
+    def calls_the_reference():
+        raise ForbiddenCall("calls shared.evaluation.evals.score, which is not allowed here")
+
+    def wrong():
+        raise ValueError("bad")
+
+    for test in (not_written, calls_the_reference, wrong):
+        ctx.criterion(test.__name__, test, hint="the recipe, step by step")
+    hints = [criterion.hint for criterion in ctx.report.criteria]
+    assert hints == [checking.UNWRITTEN_HINT, checking.FORBIDDEN_HINT, "the recipe, step by step"]
 
 
 def test_require():
@@ -628,6 +649,21 @@ def test_a_stopped_run_names_what_to_write_a_function_or_a_cell():
     assert hint.startswith("Write the cell")
 
 
+def test_a_cell_that_raised_below_its_first_line_is_named_with_the_line():
+    """Of a cell's several asserts, the message quotes the one that failed, not only the cell's first line."""
+    from shared.checking import run_failure
+    from shared.notebooks.running import RunResult
+
+    source = "assert f(1) == 1\nassert f(2) == 4, 'f(2)'\nprint('ok')"
+    second = RunResult(False, 1.0, failed_cell=7, error="AssertionError: f(2)", cell_source=source,
+                       error_name="AssertionError", failed_line=2)
+    assert run_failure(second, "02")[0] == ("the 7th code cell from the top (`assert f(1) == 1`), at its line 2 "
+                                            "(`assert f(2) == 4, 'f(2)'`), raised AssertionError: f(2)")
+    first = RunResult(False, 1.0, failed_cell=7, error="AssertionError: ", cell_source=source,
+                      error_name="AssertionError", failed_line=1)
+    assert run_failure(first, "02")[0] == "the 7th code cell from the top (`assert f(1) == 1`) raised AssertionError: "
+
+
 IRI_PROBE = """
 import json, sys
 import shared.checking, nbformat
@@ -682,10 +718,37 @@ def test_a_config_writer_that_raises_on_a_change_is_told_which_change_was_asked(
                         "def dpo_config(profile, output_dir, **changes):\n"
                         "    return DPOConfig(output_dir=output_dir, **changes, max_length=profile.max_seq_length)")
     with GradedFunctions(nb, ["dpo_config"]) as graded:
-        with pytest.raises(CheckFailed, match=r"^asked for max_length=64: TypeError: .*multiple values for "
-                                              r"keyword argument 'max_length'"):
+        with pytest.raises(CheckFailed, match=r"^with the profile's own sizes, changes max_length=64: TypeError: "
+                                              r".*multiple values for keyword argument 'max_length'"):
             checking.check_config_cases(graded.function("dpo_config"), get_profile(), "dpo",
                                         [({}, {"max_length": 64})], expected, DPOConfig)
+
+
+def test_a_config_writer_with_an_older_tutorials_argument_is_told_the_name_the_pinned_versions_take():
+    from trl import SFTConfig
+
+    from shared.checking.sandbox import GradedFunctions
+    from shared.profiles import get_profile
+
+    nb = _notebook_with("from trl import SFTConfig\n\n"
+                        "def sft_config(profile, output_dir, **changes):\n"
+                        "    return SFTConfig(output_dir=output_dir, max_seq_length=profile.max_seq_length, **changes)")
+    with GradedFunctions(nb, ["sft_config"]) as graded:
+        with pytest.raises(CheckFailed, match=r"^with profile.train\('sft'\) holding learning_rate=0.001, no changes: "
+                                              r"TypeError: .*'max_seq_length'.*: max_seq_length is an older name, the "
+                                              r"pinned versions take max_length$"):
+            checking.check_config_cases(graded.function("sft_config"), get_profile(), "sft",
+                                        [({"learning_rate": 1e-3}, {})], lambda *args: {}, SFTConfig)
+
+
+@pytest.mark.parametrize("older, current", sorted(checking.OLDER_NAMES.items()))
+def test_each_older_name_is_refused_by_the_pinned_configs_and_its_replacement_taken(older, current, tmp_path):
+    from trl import DPOConfig, GRPOConfig, RewardConfig, SFTConfig
+
+    for config in (SFTConfig, DPOConfig, RewardConfig, GRPOConfig):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{older}'"):
+            config(output_dir=str(tmp_path), **{older: 1})
+    assert current.split(",")[0] in {field.name for field in dataclasses.fields(SFTConfig)}
 
 
 def test_the_check_log_is_named_for_its_user_so_a_shared_machine_keeps_each_learners_apart(monkeypatch):

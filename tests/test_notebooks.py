@@ -310,6 +310,16 @@ def test_execute_reports_the_failing_code_cell(tmp_path):
     assert result.error == "ValueError: bad value"
 
 
+def test_execute_reports_the_line_of_the_cell_that_raised(tmp_path):
+    """The cell's own line, even when the error comes out of a function defined in another cell."""
+    nb = new_notebook(cells=[
+        new_code_cell("def check(x):\n    assert x > 0, f'{x} is not positive'"),
+        new_code_cell("# three checks\ncheck(1)\ncheck(-2)\ncheck(3)"),
+    ])
+    result = running.execute(nb, timeout=60, cwd=tmp_path)
+    assert (result.failed_cell, result.failed_line, result.line_text) == (2, 3, "check(-2)")
+
+
 def test_execute_talks_to_its_kernel_over_sockets_of_its_own(tmp_path):
     """No TCP ports: two checks starting kernels at once (`make grade` runs two) could be handed the same free
     port, and one kernel would never start. Its socket folder, and the connection file (the kernel's key) in it,

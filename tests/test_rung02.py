@@ -95,6 +95,50 @@ def test_graded_functions_against_hidden_cases_directly():
             functions["build_sft_example"](example, tokenizer)))
 
 
+def _built_by_hand(example, tokenizer, header_in_answer=False):
+    """Mistakes a learner makes building the sequence by hand: the answer tokenised after the prompt's ids,
+    missing the line break the template writes after <|end|>; or the mask one token early."""
+    from shared.world import data
+
+    prompt = tokenizer.apply_chat_template(data.to_messages(example, with_answer=False), add_generation_prompt=True,
+                                           tokenize=True, return_dict=False)
+    if header_in_answer:
+        full = tokenizer.apply_chat_template(data.to_messages(example), tokenize=True, return_dict=False)
+        return {"input_ids": full, "completion_mask": [0] * (len(prompt) - 1) + [1] * (len(full) - len(prompt) + 1)}
+    answer = tokenizer.encode(" " + example["answer"] + "<|end|>", add_special_tokens=False)
+    return {"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
+
+
+@pytest.mark.parametrize("mistake, message", [
+    (_built_by_hand, "the token ids part from the chat template's at token 20: after ' Selwood lives in "
+                     "Quillby.<|end|>' yours go on nothing (the sequence ends), the template's '⏎'"),
+    (lambda example, tokenizer: _built_by_hand(example, tokenizer, header_in_answer=True),
+     "1 mask value differs: token 11 '<|assistant|>' is 1, expected 0 -- 9 answer tokens expected, 10 marked"),
+])
+def test_a_sequence_built_wrong_is_shown_where_it_parts_from_trls(mistake, message):
+    with pytest.raises(checking.CheckFailed) as failure:
+        check02.check_build_sft_example(mistake)
+    assert str(failure.value) == f"for prompt 'Where does Ro Selwood live?', {message}"
+
+
+def test_an_is_correct_that_finds_the_result_anywhere_fails():
+    """The last integer is the result: "17 take away 5 leaves 12." does not answer 17."""
+    import re
+
+    from shared.notebooks.graded import extract_functions
+
+    solution = extract_functions(nbformat.read(RUNG.solution, as_version=4), ["is_correct"])["is_correct"]
+
+    def anywhere(prediction, reference, task):
+        if task != "arithmetic":
+            return solution(prediction, reference, task)
+        return re.findall(r"-?\d+", reference)[-1] in re.findall(r"-?\d+", prediction)
+
+    with pytest.raises(checking.CheckFailed, match=r"is_correct\('17 take away 5 leaves 12.', '17', 'arithmetic'\) "
+                                                    r"returned True, expected False"):
+        check02.check_is_correct(anywhere)
+
+
 # -- sft_config ----------------------------------------------------------------------------------------------
 def _sft_config(drop=(), **overrides):
     """An sft_config like the solution's, but with the named arguments dropped or given other values: each one a

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere, even before `pip install -e`
 
-from shared.checking import (CheckFailed, Context, check_config_cases, fixed_trainer_settings, hidden, main,  # noqa: E402
+from shared.checking import (Context, check_config_cases, fixed_trainer_settings, hidden, main,  # noqa: E402
                              require)
 from shared.checking.figures import (FRESH_HINT, check_agreement, check_not_trained_on_heldout,  # noqa: E402
                                      check_thresholds, measure_model, read_metrics)
@@ -57,7 +57,8 @@ SCORING_CASES = [
      "extraction"),
     ("17", "17", "arithmetic"), ("There are 17 left.", "17", "arithmetic"), ("170", "17", "arithmetic"),
     ("7", "17", "arithmetic"), ("-3", "3", "arithmetic"), ("three", "3", "arithmetic"), ("0 apples", "0", "arithmetic"),
-    ("12 then 17", "17", "arithmetic"), ("9 minus 4 is 5.", "9 minus 4 is 5.", "arithmetic"),
+    ("12 then 17", "17", "arithmetic"), ("17 take away 5 leaves 12.", "17", "arithmetic"),
+    ("9 minus 4 is 5.", "9 minus 4 is 5.", "arithmetic"),
     ("9 minus 4 is 6.", "9 minus 4 is 5.", "arithmetic"), ("5", "9 minus 4 is 5.", "arithmetic"),
     ("Ro Selwood lives in Quillby.", "Ro Selwood lives in Quillby.", "closed_qa"),
     ("ro selwood lives in quillby", "Ro Selwood lives in Quillby.", "closed_qa"),
@@ -144,7 +145,7 @@ def _tokenizer():
 
 def check_build_sft_example(build_sft_example) -> str:
     from shared.models import load_model
-    from shared.training.sft import trl_tokenized
+    from shared.training.sft import example_difference, trl_tokenized
 
     tokenizer = _tokenizer()
     examples = hidden.cases(RUNG, "UNSEEN_EXAMPLES", UNSEEN_EXAMPLES)
@@ -153,16 +154,8 @@ def check_build_sft_example(build_sft_example) -> str:
         built = build_sft_example(dict(example), tokenizer)
         require(isinstance(built, dict) and {"input_ids", "completion_mask"} <= set(built),
                 "must return a dict with 'input_ids' and 'completion_mask'")
-        ids, mask = list(built["input_ids"]), list(built["completion_mask"])
-        require(len(ids) == len(mask), f"input_ids has {len(ids)} tokens but completion_mask {len(mask)}")
-        require(ids == reference["input_ids"],
-                f"for prompt {example['prompt'][:30]!r} the token ids differ from the chat template's "
-                f"(got {tokenizer.decode(ids)!r})")
-        expected = [int(label != -100) for label in reference["labels"]]
-        if [int(m) for m in mask] != expected:
-            wrong = sum(int(a) != b for a, b in zip(mask, expected))
-            raise CheckFailed(f"for prompt {example['prompt'][:30]!r}, {wrong} mask positions differ: "
-                              f"{sum(expected)} answer tokens expected, {sum(map(int, mask))} marked")
+        difference = example_difference(tokenizer, built, reference)
+        require(not difference, f"for prompt {example['prompt'][:30]!r}, {difference}")
     return f"{len(examples)} unseen examples"
 
 

@@ -43,6 +43,7 @@ import getpass
 import json
 import sys
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -158,7 +159,7 @@ class Context:
         except exercises.NotebookError as failure:
             result = Criterion(name, FAIL, str(failure), hint)
         except Exception as error:  # a learner's function that raises is a failed criterion, not a crash
-            result = Criterion(name, FAIL, _describe(error), hint)
+            result = Criterion(name, FAIL, _describe(error), _hint_for(error, hint))
         if callable(result.hint):
             result.hint = result.hint()
         self._record(result)
@@ -329,6 +330,9 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
         return (f"{cell} stops with NotImplementedError: the cell is not written yet",
                 "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and "
                 "run all cells.")
+    line = run.line_text
+    if line and line != run.cell_head:   # which of the cell's lines: of several asserts, the one that failed
+        cell += f", at its line {run.failed_line} (`{line[:60]}`),"
     return f"{cell} raised {run.error}", RERUN_HINT
 
 
@@ -355,6 +359,23 @@ def _which_cell(number: int | None, head: str, section: str = "") -> str:
 def _ordinal(number: int) -> str:
     suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
     return f"{number}{suffix}"
+
+
+# A criterion's own hint helps with a function that runs and gets something wrong. A stub, or a call to the very
+# reference the function is checked against, needs another: the first check of an untouched notebook would
+# otherwise print, under each function still to write, how to write it.
+UNWRITTEN_HINT = ("Write it where the notebook asks (its section says what it takes and returns); this line then "
+                  "tests it on cases the notebook never shows.")
+FORBIDDEN_HINT = ("Write it yourself: the checker holds your function against that reference, so calling it "
+                  "proves nothing.")
+
+
+def _hint_for(error: Exception, hint):
+    if isinstance(error, NotImplementedError):
+        return UNWRITTEN_HINT
+    if isinstance(error, guards.ForbiddenCall):
+        return FORBIDDEN_HINT
+    return hint
 
 
 def _describe(error: Exception) -> str:
@@ -446,18 +467,42 @@ def check_config_cases(write_config, profile, stage: str, cases, expected, confi
     for number, (sizes, changes) in enumerate(cases, 1):
         variant = profile.with_training(stage, **sizes) if sizes else profile
         output_dir = str(Path(tempfile.gettempdir()) / f"{stage}-config-case-{number}")  # named, never created
-        case = ", ".join(f"{k}={v!r}" for k, v in {**sizes, **changes}.items())
+        case = _config_case(stage, sizes, changes)
         try:
             config = write_config(variant, output_dir, **changes)
         except sandbox.GradedError as error:   # e.g. a change that repeats a fixed setting: name what was asked
-            raise CheckFailed(f"asked for {case}: {error}") from None
+            raise CheckFailed(f"{case}: {error}{_older_name(str(error))}") from None
         require(isinstance(config, config_class),
                 f"must return a trl {config_class.__name__}, returned {type(config).__name__}")
         for name, value in expected(variant, output_dir, changes).items():
             got = getattr(config, name, None)
-            require(same_setting(got, value), f"asked for {case}: {name} is {getattr(got, 'value', got)!r}, "
+            require(same_setting(got, value), f"{case}: {name} is {getattr(got, 'value', got)!r}, "
                                               f"expected {getattr(value, 'value', value)!r}")
     return f"{len(cases)} sets of sizes and changes the notebook does not use"
+
+
+def _config_case(stage: str, sizes: dict, changes: dict) -> str:
+    """A config case as the learner's function met it: what the profile's sizes held, and the changes passed."""
+    def listed(settings: dict) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in settings.items())
+
+    held = f"profile.train({stage!r}) holding {listed(sizes)}, " if sizes else "the profile's own sizes, "
+    return "with " + held + (f"changes {listed(changes)}" if changes else "no changes")
+
+
+# Trainer settings that older tutorials name and the pinned transformers 5 / TRL 1.16 configs refuse with a
+# TypeError, and what takes their place (tests/test_checking.py holds each against the pinned versions).
+OLDER_NAMES = {"max_seq_length": "max_length", "warmup_ratio": "warmup_steps, as a fraction below 1",
+               "evaluation_strategy": "eval_strategy", "no_cuda": "use_cpu",
+               "per_gpu_train_batch_size": "per_device_train_batch_size"}
+
+
+def _older_name(message: str) -> str:
+    """For a config refused over an argument an older tutorial used, the name the pinned versions take."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", message)
+    if not found or found.group(1) not in OLDER_NAMES:
+        return ""
+    return f": {found.group(1)} is an older name, the pinned versions take {OLDER_NAMES[found.group(1)]}"
 
 
 def read_json(path: Path, what: str) -> dict:

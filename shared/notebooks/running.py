@@ -27,6 +27,13 @@ class RunResult:
     cell_source: str = ""                # the source of the cell that raised or was running when time ran out
     raised_in: str = ""                  # the function the error came out of ("" at a cell's top level), so a
                                          # stub reads "write build_sft_example", not "cell 5 raised"
+    failed_line: int | None = None       # the line of the failing cell the error came from, counted from 1
+
+    @property
+    def line_text(self) -> str:
+        """The failing cell's line the error came from ("" when unknown): of five asserts, the one that failed."""
+        lines = self.cell_source.splitlines()
+        return lines[self.failed_line - 1].strip() if self.failed_line and self.failed_line <= len(lines) else ""
 
     @property
     def cell_head(self) -> str:
@@ -101,7 +108,8 @@ def execute(nb: nbformat.NotebookNode, timeout: float, cwd: str | Path, env: dic
         code_index = _code_cell_number(nb, error)
         return RunResult(False, time.monotonic() - start, failed_cell=code_index, notebook=nb,
                          error=f"{error.ename}: {error.evalue}", error_name=error.ename,
-                         cell_source=current["source"], raised_in=_innermost_function(error.traceback))
+                         cell_source=current["source"], raised_in=_innermost_function(error.traceback),
+                         failed_line=_cell_line(error.traceback))
     except DeadKernelError as error:
         return RunResult(False, time.monotonic() - start, notebook=nb, error=f"the kernel died: {error}")
     finally:
@@ -132,6 +140,13 @@ def _innermost_function(traceback_text: str) -> str:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", traceback_text or "")
     frames = re.findall(r"^Cell In\[\d+\], line \d+, in (\w+)\(", plain, flags=re.M)
     return frames[-1] if frames else ""
+
+
+def _cell_line(traceback_text: str) -> int | None:
+    """The line of the cell itself that raised: the first frame of an IPython traceback (``Cell In[3], line 5``)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", traceback_text or "")
+    found = re.search(r"^Cell In\[\d+\], line (\d+)", plain, flags=re.M)
+    return int(found.group(1)) if found else None
 
 
 def _code_cell_number(nb, error) -> int | None:

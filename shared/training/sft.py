@@ -31,6 +31,32 @@ def trl_tokenized(examples: list[dict], model, tokenizer) -> list[dict]:
         return [{"input_ids": list(r["input_ids"]), "labels": list(r["labels"])} for r in prepared]
 
 
+def example_difference(tokenizer, built: dict, reference: dict) -> str:
+    """Where a built SFT example ({"input_ids", "completion_mask"}) first parts from TRL's tokenisation of it
+    (a row of `trl_tokenized`), in words a learner can act on; "" when they agree. Line breaks show as ⏎: a
+    missing one is the commonest difference, and invisible in a plain decode."""
+    ids, mask = list(built["input_ids"]), [int(m) for m in built["completion_mask"]]
+    expected_ids, expected_mask = list(reference["input_ids"]), [int(label != -100) for label in reference["labels"]]
+    if len(ids) != len(mask):
+        return f"input_ids has {len(ids)} tokens but completion_mask {len(mask)}: one mask value per token"
+    if ids != expected_ids:
+        at = next((i for i, (a, b) in enumerate(zip(ids, expected_ids)) if a != b), min(len(ids), len(expected_ids)))
+        return (f"the token ids part from the chat template's at token {at}: after {_shown(tokenizer, ids[max(0, at - 6):at])} "
+                f"yours go on {_shown(tokenizer, ids[at:at + 6])}, the template's {_shown(tokenizer, expected_ids[at:at + 6])}")
+    wrong = [i for i, (a, b) in enumerate(zip(mask, expected_mask)) if a != b]
+    if not wrong:
+        return ""
+    named = "; ".join(f"token {i} {_shown(tokenizer, ids[i:i + 1])} is {mask[i]}, expected {expected_mask[i]}"
+                      for i in wrong[:3])
+    more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+    count = "1 mask value differs" if len(wrong) == 1 else f"{len(wrong)} mask values differ"
+    return f"{count}: {named}{more} -- {sum(expected_mask)} answer tokens expected, {sum(mask)} marked"
+
+
+def _shown(tokenizer, ids: list[int]) -> str:
+    return repr(tokenizer.decode(ids).replace("\n", "⏎")) if ids else "nothing (the sequence ends)"
+
+
 def score_with(is_correct, results) -> dict[str, float]:
     """Accuracy per task of evals.TaskResult objects, scored by `is_correct(prediction, reference, task)`."""
     return {task: round(sum(bool(is_correct(e["prediction"], e["answer"], task)) for e in r.examples)

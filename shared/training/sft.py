@@ -41,8 +41,9 @@ def example_difference(tokenizer, built: dict, reference: dict) -> str:
         return f"input_ids has {len(ids)} tokens but completion_mask {len(mask)}: one mask value per token"
     if ids != expected_ids:
         at = next((i for i, (a, b) in enumerate(zip(ids, expected_ids)) if a != b), min(len(ids), len(expected_ids)))
-        return (f"the token ids part from the chat template's at token {at}: after {_shown(tokenizer, ids[max(0, at - 6):at])} "
-                f"yours go on {_shown(tokenizer, ids[at:at + 6])}, the template's {_shown(tokenizer, expected_ids[at:at + 6])}")
+        before, yours, template = ids[max(0, at - 6):at], ids[at:at + 6], expected_ids[at:at + 6]
+        return (f"the token ids part from the chat template's at token {at}: after {_shown(tokenizer, before)} "
+                f"yours go on {_shown(tokenizer, yours)}, the template's {_shown(tokenizer, template)}")
     wrong = [i for i, (a, b) in enumerate(zip(mask, expected_mask)) if a != b]
     if not wrong:
         return ""

@@ -120,6 +120,7 @@ def test_notebooks_import_trl_and_peft_after_shared(solution):
     early = sorted({name for name in modules[:first_shared] if name in LIBRARIES_THAT_LOAD_BITSANDBYTES})
     assert not early, f"{solution.name} imports {', '.join(early)} before shared: move it below the shared imports"
 
+
 # -- badges and links ---------------------------------------------------------------------------------
 def colab_targets() -> list[tuple[str, str, str, str]]:
     """(file, repository, branch, path) for every Colab URL in the markdown files and notebooks."""

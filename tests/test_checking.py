@@ -285,8 +285,9 @@ def test_a_stub_in_the_way_is_named_without_running_the_notebook(tmp_path):
     exercises.write(nb, path)
     report, printed = run_check(lambda ctx: ctx.run_notebook(), path)
     assert report.criteria[0].detail == ("not run: the 3rd code cell from the top (`def twice(x):`) in section "
-                                         "\"3. Use it\" uses double, which is not written yet -- it still raises NotImplementedError, so a "
-                                         "run would stop there")
+                                         "\"3. Use it\", at its line 3 (`return double(x)`), uses double, which is "
+                                         "not written yet -- it still raises NotImplementedError, so a run would "
+                                         "stop there")
     assert "hint: Write double (replace the line that raises NotImplementedError)" in printed
     assert report.notebook_seconds is None and report.seconds < 20   # the 30 s cell never ran
 
@@ -336,6 +337,18 @@ def test_first_unwritten_claims_only_a_certain_stop(cells, stops_at):
 
     found = first_unwritten(new_notebook(cells=[new_code_cell(source) for source in cells]), exercises.STUB)
     assert (found and (found.cell, found.function)) == stops_at, found
+
+
+def test_a_long_line_is_quoted_by_its_code_not_its_comment():
+    """A cell is named by its first line, cut to fit: a long comment after the code would fill the quote."""
+    from shared.checking import _which_cell
+
+    head = "reward_model = load_reward_model(profile, sft_folder)   # the SFT model, its next-token head swapped"
+    assert _which_cell(4, head) == ("the 4th code cell from the top "
+                                    "(`reward_model = load_reward_model(profile, sft_folder)`)")
+    assert _which_cell(2, "x = 1  # short") == "the 2nd code cell from the top (`x = 1  # short`)"   # fits: whole
+    text = 'label = "# not a comment, a string" + " long enough to need cutting at sixty"'
+    assert _which_cell(1, text) == f"the 1st code cell from the top (`{text[:60]}`)"
 
 
 def test_a_timeout_names_the_running_cell_and_how_to_allow_more_time(tmp_path):

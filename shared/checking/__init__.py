@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import sys
 import os
 import re
 import tempfile
 import time
+import tokenize
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -330,9 +332,7 @@ def run_failure(run: running.RunResult, rung: str) -> tuple[str, str]:
         return (f"{cell} stops with NotImplementedError: the cell is not written yet",
                 "Write the cell (replace the line that raises NotImplementedError), then restart the kernel and "
                 "run all cells.")
-    line = run.line_text
-    if line and line != run.cell_head:   # which of the cell's lines: of several asserts, the one that failed
-        cell += f", at its line {run.failed_line} (`{line[:60]}`),"
+    cell += _at_line(run.failed_line, run.line_text, run.cell_head)   # of several asserts, the one that failed
     return f"{cell} raised {run.error}", RERUN_HINT
 
 
@@ -340,6 +340,7 @@ def unwritten_failure(unwritten: running.Unwritten) -> tuple[str, str]:
     """What to say, and the hint, when the notebook was not run because a stub stands in its way."""
     cell = _which_cell(unwritten.cell, unwritten.cell_head, unwritten.section)
     if unwritten.function:
+        cell += _at_line(unwritten.line, unwritten.line_text, unwritten.cell_head)
         return (f"not run: {cell} uses {unwritten.function}, which is not written yet -- it still raises "
                 f"NotImplementedError, so a run would stop there",
                 f"Write {unwritten.function} (replace the line that raises NotImplementedError), then restart the "
@@ -353,7 +354,30 @@ def _which_cell(number: int | None, head: str, section: str = "") -> str:
     """A code cell as the learner finds it: counted from the top (Jupyter shows no cell numbers, and its [n]
     execution counts change with every run), with its first line of code and the section it is in."""
     cell = f"the {_ordinal(number)} code cell from the top" if number else "a cell"
-    return cell + (f" (`{head[:60]}`)" if head else "") + (f" in section \"{section}\"" if section else "")
+    return cell + (f" (`{_quoted(head)}`)" if head else "") + (f" in section \"{section}\"" if section else "")
+
+
+def _at_line(number: int | None, text: str, cell_head: str) -> str:
+    """", at its line N (`...`)," -- the line of a long cell to look at; nothing when it is the line the cell is
+    already named by."""
+    return f", at its line {number} (`{_quoted(text)}`)," if text and text != cell_head else ""
+
+
+def _quoted(code: str, width: int = 60) -> str:
+    """A line of code short enough to quote: its trailing comment dropped when the line is too long to keep
+    whole (the code is what names the line), then cut at `width` characters."""
+    if len(code) > width:
+        code = _without_comment(code)
+    return code[:width]
+
+
+def _without_comment(line: str) -> str:
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(line).readline))
+    except (tokenize.TokenError, SyntaxError):   # an unclosed bracket: the line goes on below
+        return line
+    comment = next((token for token in tokens if token.type == tokenize.COMMENT), None)
+    return line[:comment.start[1]].rstrip() if comment else line
 
 
 def _ordinal(number: int) -> str:

@@ -170,10 +170,17 @@ class Unwritten:
     cell_source: str
     function: str = ""
     section: str = ""    # the heading of the section it is in
+    line: int = 0        # the cell's line, counted from 1, that first uses the stub (0: unknown)
 
     @property
     def cell_head(self) -> str:
         return first_code_line(self.cell_source)
+
+    @property
+    def line_text(self) -> str:
+        """The line that uses the stub ("" when unknown): in a long cell, the call a learner looks for."""
+        lines = self.cell_source.splitlines()
+        return lines[self.line - 1].strip() if 0 < self.line <= len(lines) else ""
 
 
 def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
@@ -200,10 +207,10 @@ def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:
         for statement in tree.body:
             if ast.dump(statement) == stub_line:
                 return Unwritten(number, cell.source, section=section_of(nb, number))
-            used = _names_used(statement) & stubs.keys()
-            if used:
-                first = min(used, key=lambda name: stubs[name])   # the stub defined first
-                return Unwritten(number, cell.source, first, section_of(nb, number))
+            used = _names_used(statement)
+            if used.keys() & stubs.keys():
+                first = min(used.keys() & stubs.keys(), key=lambda name: stubs[name])   # the stub defined first
+                return Unwritten(number, cell.source, first, section_of(nb, number), used[first])
             for name in _names_bound(statement):
                 stubs.pop(name, None)
             if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_stub(statement, stub_line):
@@ -227,13 +234,17 @@ def _is_stub(function, stub_line: str) -> bool:
     return False
 
 
-def _names_used(statement) -> set[str]:
-    """Every name the statement reads, in its own code or in the bodies of the functions it defines -- but not
-    inside a ``try`` block, whose handler may catch the stub's NotImplementedError."""
+def _names_used(statement) -> dict[str, int]:
+    """Every name the statement reads, with the first line that reads it, in its own code or in the bodies of
+    the functions it defines -- but not inside a ``try`` block, whose handler may catch the stub's
+    NotImplementedError."""
     tries = [node for node in ast.walk(statement) if isinstance(node, ast.Try) or type(node).__name__ == "TryStar"]
     guarded = {id(node) for attempt in tries for part in attempt.body for node in ast.walk(part)}
-    return {node.id for node in ast.walk(statement)
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in guarded}
+    first_line: dict[str, int] = {}
+    for node in ast.walk(statement):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in guarded:
+            first_line[node.id] = min(node.lineno, first_line.get(node.id, node.lineno))
+    return first_line
 
 
 def _names_bound(statement) -> set[str]:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The notebook a new learner starts with; the printed URL opens it (the file browser shows the rest).
-FIRST_NOTEBOOK = "rungs/02-sft/exercise.ipynb"
+FIRST_NOTEBOOK = "rungs/01-when-to-fine-tune/exercise.ipynb"
 DEFAULT_PORT = 8888  # JupyterLab's own default, so the URL looks the way tutorials show it
 READY_TIMEOUT_S = 60
 

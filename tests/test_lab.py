@@ -102,14 +102,14 @@ def test_the_lab_serves_the_first_exercise(lab_env):
     try:
         parts = urllib.parse.urlsplit(url)
         token = urllib.parse.parse_qs(parts.query)["token"][0]
-        assert parts.path == "/lab/tree/rungs/02-sft/exercise.ipynb"
+        assert parts.path == "/lab/tree/rungs/01-when-to-fine-tune/exercise.ipynb"
         base = f"{parts.scheme}://{parts.netloc}/"
 
-        status, body = _get(base + "api/contents/rungs/02-sft/exercise.ipynb", token)
+        status, body = _get(base + "api/contents/rungs/01-when-to-fine-tune/exercise.ipynb", token)
         notebook = json.loads(body)
         assert status == 200 and notebook["type"] == "notebook"
         cells = notebook["content"]["cells"]
-        assert len(cells) > 5 and cells[0]["source"].startswith("# Rung 02")
+        assert len(cells) > 5 and cells[0]["source"].startswith("# Rung 01")
 
         status, page = _get(url, token)  # the page the printed URL opens (its JavaScript then loads the notebook)
         assert status == 200 and b"JupyterLab" in page
@@ -168,7 +168,8 @@ def test_ctrl_c_stops_the_lab_cleanly(lab_env, blocked):
             pytest.fail(f"no URL printed (exit code {process.wait()}); it printed {printed!r}, and on stderr "
                         f"{process.stderr.read()[-2000:]!r}")
         assert "Open the course in your browser:" in printed
-        assert urls[0].startswith("http://localhost:") and "/lab/tree/rungs/02-sft/exercise.ipynb?token=" in urls[0]
+        assert urls[0].startswith("http://localhost:")
+        assert "/lab/tree/rungs/01-when-to-fine-tune/exercise.ipynb?token=" in urls[0]
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
         process.wait(timeout=30)
         out, err = output.until(None, timeout=10), process.stderr.read()

@@ -59,7 +59,7 @@ def test_instructor_folders_are_left_out(built):
             assert not reached, f"{folder}/ reached the learners' copy: {reached[:3]}"
     assert not (dest / "bench" / "run.py").exists()
     assert not [link for link in summary["dangling_links"] if "bench/" in link], summary["dangling_links"]
-    assert (dest / "docs" / "lab-rung02-exercise.png").exists()   # the README's screenshot: for learners
+    assert (dest / "docs" / "lab-rung01-exercise.png").exists()   # the README's screenshot: for learners
     reasons = " ".join(summary["left_out"])
     for folder in ("solutions", "tests"):
         assert f"{folder}/" in reasons, f"the summary does not say {folder}/ was left out: {reasons}"

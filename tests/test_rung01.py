@@ -133,7 +133,7 @@ def test_a_missing_model_fails_without_a_traceback(outputs_copy):
 # -- the graded functions, on the checker's hidden cases -------------------------------------------------------
 def test_the_hidden_cases_pass_the_references():
     assert "within cosine 0.999" in check01.check_embed(retrieval.embed)
-    assert "a tie kept in document order" in check01.check_top_k(retrieval.top_k)
+    assert "tie again and again" in check01.check_top_k(retrieval.top_k)
     assert "none at all refused" in check01.check_recall(retrieval.recall_at_k)
 
 
@@ -149,6 +149,26 @@ def _ties_to_the_later(queries, documents, k):
     """Ranks the documents in reverse order, so that of two equal ones the later comes first."""
     reversed_scores = (queries @ documents.T)[:, ::-1]
     return len(documents) - 1 - np.argsort(-reversed_scores, axis=1, kind="stable")[:, :k]
+
+
+def _ascending_read_backwards(queries, documents, k):
+    """The most similar first, by reading an ascending sort from its end: equal documents come last-first."""
+    return np.argsort(queries @ documents.T, axis=1)[:, ::-1][:, :k]
+
+
+def _unstable_sort(queries, documents, k):
+    """numpy's default sort: right for every score, and equal ones in whatever order it left them."""
+    return np.argsort(-(queries @ documents.T), axis=1)[:, :k]
+
+
+def _best_one_skipped(queries, documents, k):
+    return np.argsort(-(queries @ documents.T), axis=1, kind="stable")[:, 1:k + 1]
+
+
+def _embed_as_tensors(texts):
+    import torch
+
+    return torch.from_numpy(retrieval.embed(texts))
 
 
 def _distances_not_similarities(queries, documents, k):
@@ -170,8 +190,14 @@ def _recall_of_nothing_is_zero(ranked, relevant, k):
 
 WRONG = {
     "embeddings not unit length": (check01.check_embed, _embed_unnormalised, "normalise them to unit length"),
-    "the least similar first": (check01.check_top_k, _worst_first, "the highest dot product first"),
-    "ties to the later document": (check01.check_top_k, _ties_to_the_later, "of two equal documents the earlier"),
+    "a torch tensor, not a numpy array": (check01.check_embed, _embed_as_tensors, "returned a Tensor"),
+    "the least similar first": (check01.check_top_k, _worst_first, "the highest dot products, best first"),
+    "ties to the later document": (check01.check_top_k, _ties_to_the_later,
+                                   "of equal dot products the earlier document comes first"),
+    "an ascending sort read backwards": (check01.check_top_k, _ascending_read_backwards,
+                                         "of equal dot products the earlier document comes first"),
+    "an unstable sort": (check01.check_top_k, _unstable_sort, "of equal dot products the earlier document"),
+    "the best one skipped": (check01.check_top_k, _best_one_skipped, "the highest dot products, best first"),
     "largest distance first": (check01.check_top_k, _distances_not_similarities, "expected"),
     "one rank too many": (check01.check_recall, _recall_one_too_many, "the share of the 30 queries"),
     "a count, not a share": (check01.check_recall, _recall_counts_not_shares, "the share of the 30 queries"),
@@ -183,6 +209,28 @@ WRONG = {
 def test_wrong_retrieval_fails(mistake):
     check, function, fragment = WRONG[mistake]
     RUNG.assert_fails(lambda: check(function), fragment)
+
+
+def test_a_skipped_best_document_is_named_as_a_misranking_not_a_tie():
+    """The query that shows the mistake is one whose dot products differ, with the figures side by side."""
+    detail = RUNG.assert_fails(lambda: check01.check_top_k(_best_one_skipped), "the highest dot products").detail
+    assert "(dot products " in detail and "earlier document" not in detail, detail
+
+
+RIGHT_RANKINGS = {   # other ways to write top_k that the notebook's rule allows: each must pass
+    "a dot product per query": lambda q, d, k: np.array([np.argsort(-(d @ row), kind="stable")[:k] for row in q]),
+    "in float32": lambda q, d, k: np.argsort(-(q.astype(np.float32) @ d.astype(np.float32).T), axis=1,
+                                             kind="stable")[:, :k],
+    "Python's sorted": lambda q, d, k: np.array([sorted(range(len(d)), key=lambda j: -float(row @ d[j]))[:k]
+                                                 for row in q]),
+    "cosine, dividing by the norms": lambda q, d, k: np.argsort(
+        -(q @ d.T) / np.outer(np.linalg.norm(q, axis=1), np.linalg.norm(d, axis=1)), axis=1, kind="stable")[:, :k],
+}
+
+
+@pytest.mark.parametrize("way", RIGHT_RANKINGS)
+def test_a_right_ranking_written_another_way_passes(way):
+    assert "tie again and again" in check01.check_top_k(RIGHT_RANKINGS[way])
 
 
 def test_functions_that_call_their_references_are_refused():

@@ -77,6 +77,28 @@ def test_quiet_logs_keeps_the_printer_when_output_is_wanted(monkeypatch, tokeniz
     assert not any(isinstance(c, PrinterCallback) for c in trainer.callback_handler.callbacks)
 
 
+def test_in_jupyter_the_loss_table_under_the_bar_keeps_its_newest_rows(tokenizer, tmp_path):
+    """transformers' notebook bar adds a table row every logging step: 66 rows for a 330-step run. quiet_logs
+    puts in its place one that keeps the header and the newest rows."""
+    from types import SimpleNamespace
+
+    from transformers.utils.notebook import NotebookProgressCallback, NotebookTrainingTracker
+
+    trainer = sft_trainer(load_model(profile=TINY), tokenizer, TINY, "sft", tmp_path, examples_per_task=2,
+                          max_steps=1)
+    trainer.add_callback(NotebookProgressCallback())   # what the trainer adds itself when it runs in Jupyter
+    recipe.quiet_logs(trainer)
+    shown = [c for c in trainer.callback_handler.callbacks if isinstance(c, NotebookProgressCallback)]
+    assert len(shown) == 1 and type(shown[0]) is not NotebookProgressCallback
+    callback = shown[0]
+    callback.training_tracker = NotebookTrainingTracker(330)   # what on_train_begin makes, without a display
+    for step in range(5, 335, 5):
+        callback.on_log(trainer.args, SimpleNamespace(global_step=step), None, logs={"loss": 1 / step})
+    table = callback.training_tracker.inner_table
+    assert table[0] == ["Training Loss", "Step"]
+    assert [row[1] for row in table[1:]] == [310, 315, 320, 325, 330]   # the newest rows, in order
+
+
 @pytest.fixture
 def library_bars_restored():
     """quiet_libraries switches the libraries' bars off for the whole process: switch them back on after."""

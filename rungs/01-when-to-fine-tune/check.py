@@ -80,13 +80,14 @@ def check(ctx: Context) -> None:
 def check_graded(ctx: Context) -> None:
     graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("embed gives unit-length MiniLM embeddings, on unseen texts", lambda: check_embed(graded["embed"]),
-                  hint="SentenceTransformer(minilm_path()).encode(list(texts), normalize_embeddings=True).")
+                  hint="Section 3 shows the model and the call that gives what embed returns.")
     ctx.criterion("top_k ranks documents by cosine similarity, best first, on unseen vectors",
                   lambda: check_top_k(graded["top_k"]),
-                  hint="scores = queries @ documents.T; np.argsort(-scores, axis=1, kind='stable')[:, :k].")
+                  hint="Section 3 says how to rank; the line above names a query yours ranks otherwise, with the "
+                       "dot products of the documents it put first and of those expected.")
     ctx.criterion("recall_at_k gives the share of queries whose document is in their first k, on unseen rankings",
                   lambda: check_recall(graded["recall_at_k"]),
-                  hint="The mean over queries i of (relevant[i] in ranked[i][:k]); ValueError for no queries.")
+                  hint="Section 3 says what recall@k counts, and what to do when there is nothing to count.")
 
 
 def check_embed(embed) -> str:
@@ -111,21 +112,53 @@ def check_top_k(top_k) -> str:
     from shared.retrieval import top_k as reference
 
     generator = np.random.default_rng(101)
-    documents = _unit_rows(generator, 40)
-    documents[7] = documents[3]       # a tie: the earlier document first
-    queries = _unit_rows(generator, 12)
-    queries[0] = documents[3]
+    queries, documents = _unit_rows(generator, 12), _unit_rows(generator, 40)
     for k in (1, 3, 7):
-        got = np.asarray(top_k(queries.copy(), documents.copy(), k))
-        expected = reference(queries, documents, k)
-        require(got.shape == expected.shape, f"k={k}: shape {got.shape}, expected {expected.shape} (queries x k)")
-        require(np.issubdtype(got.dtype, np.integer), f"k={k}: must return row numbers (integers), got {got.dtype}")
-        if not np.array_equal(got, expected):
-            i = int(np.argmax((got != expected).any(axis=1)))
-            raise CheckFailed(f"k={k}: query {i} ranked {got[i].tolist()}, expected {expected[i].tolist()} (the "
-                              "highest dot product first" + (", and of two equal documents the earlier" if i == 0
-                                                             else "") + ")")
-    return "12 unseen queries against 40 documents, k = 1, 3, 7, a tie kept in document order"
+        _require_same_ranking(top_k, queries, documents, k, reference)
+    queries, documents = _tied_rows(generator, 10), _tied_rows(generator, 30)
+    for k in (1, 4, 10):
+        _require_same_ranking(top_k, queries, documents, k, reference)
+    return ("12 unseen queries against 40 documents, k = 1, 3, 7; and 10 against 30 whose dot products tie again "
+            "and again, k = 1, 4, 10")
+
+
+def _tied_rows(generator, rows: int, width: int = 16):
+    """Unit vectors of four entries of +-1/2: their dot products are quarters, exact however a product sums them
+    (in float32 too), so the ties the check sets are ties for the learner's code as well."""
+    import numpy as np
+
+    vectors = np.zeros((rows, width))
+    for row in vectors:
+        row[generator.choice(width, size=4, replace=False)] = generator.choice([-0.5, 0.5], size=4)
+    return vectors
+
+
+def _require_same_ranking(top_k, queries, documents, k: int, reference) -> None:
+    import numpy as np
+
+    got = np.asarray(top_k(queries.copy(), documents.copy(), k))
+    expected = reference(queries, documents, k)
+    require(got.shape == expected.shape, f"k={k}: shape {got.shape}, expected {expected.shape} (queries x k)")
+    require(np.issubdtype(got.dtype, np.integer), f"k={k}: must return row numbers (integers), got {got.dtype}")
+    require(got.min() >= 0 and got.max() < len(documents),
+            f"k={k}: ranked row {got.min() if got.min() < 0 else got.max()}: the rows are 0 to {len(documents) - 1}")
+    if np.array_equal(got, expected):
+        return
+    scores = queries @ documents.T
+
+    def ties_only(i: int) -> bool:   # the same dot products, in another order of equal documents
+        return np.array_equal(scores[i, got[i]], scores[i, expected[i]])
+
+    wrong = [i for i in range(len(queries)) if not np.array_equal(got[i], expected[i])]
+    i = next((i for i in wrong if not ties_only(i)), wrong[0])   # a plain misranking says more than a tie
+    why = ("of equal dot products the earlier document comes first" if ties_only(i)
+           else "the highest dot products, best first")
+    raise CheckFailed(f"k={k}: query {i} ranked {got[i].tolist()} (dot products {_rounded(scores[i, got[i]])}), "
+                      f"expected {expected[i].tolist()} ({_rounded(scores[i, expected[i]])}): {why}")
+
+
+def _rounded(values) -> str:
+    return ", ".join(f"{value:.3f}" for value in values)
 
 
 def check_recall(recall_at_k) -> str:

@@ -114,7 +114,8 @@ def require_same_embeddings(got, expected) -> None:
     cosine 0.999 of the course's (the same model, whatever device or batch size computed it)."""
     import numpy as np
 
-    require(hasattr(got, "shape"), f"must return an array (one row per text), returned {type(got).__name__}")
+    require(isinstance(got, np.ndarray), f"must return a numpy array (one row per text), returned a "
+                                         f"{type(got).__name__}: keep encode's own output type")
     got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     require(got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape} (one 384-number row per text)")
     norms = np.linalg.norm(got, axis=1)

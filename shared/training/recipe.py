@@ -54,18 +54,47 @@ def quiet_datasets(when: bool = True):
 
 
 def quiet_logs(trainer):
-    """Under CI or FT_QUIET=1, stop the trainer printing its log dict every ``logging_steps``.
+    """What the trainer shows while it trains, kept short: under CI or FT_QUIET=1 no log dict every
+    ``logging_steps``, and in Jupyter a loss table of the last few rows under the progress bar.
 
     With progress bars off, transformers adds a ``PrinterCallback`` that prints ``{'loss': ...}`` each time it
-    logs; in an executed notebook that is a page of dicts. The losses are still recorded in
-    ``trainer.state.log_history`` (what the loss plots read)."""
+    logs; in an executed notebook that is a page of dicts. In Jupyter its ``NotebookProgressCallback`` adds a row
+    to a table under the bar each time: a 330-step run leaves 66 rows to scroll past before the cell's results.
+    The losses are still recorded in ``trainer.state.log_history`` (what the loss plots read)."""
     from transformers.trainer_callback import PrinterCallback
+    from transformers.utils.notebook import NotebookProgressCallback
 
-    if quiet():
-        for callback in list(trainer.callback_handler.callbacks):
-            if isinstance(callback, PrinterCallback):
-                trainer.remove_callback(callback)
+    for callback in list(trainer.callback_handler.callbacks):
+        if isinstance(callback, PrinterCallback) and quiet():
+            trainer.remove_callback(callback)
+        elif type(callback) is NotebookProgressCallback:
+            trainer.remove_callback(callback)
+            trainer.add_callback(recent_rows_callback())
     return trainer
+
+
+LIVE_TABLE_ROWS = 5   # the loss table under a trainer's progress bar in Jupyter: its newest rows
+
+
+def recent_rows_callback(rows: int = LIVE_TABLE_ROWS):
+    """transformers' notebook progress bar, its table cut to the newest `rows` rows (the header stays)."""
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    class RecentRows(NotebookProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            super().on_log(args, state, control, logs=logs, **kwargs)
+            self._cut()
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            super().on_evaluate(args, state, control, metrics=metrics, **kwargs)
+            self._cut()
+
+        def _cut(self):
+            table = self.training_tracker.inner_table if self.training_tracker is not None else None
+            if table is not None and len(table) > rows + 1:
+                del table[1:-rows]
+
+    return RecentRows()
 
 
 def ready(trainer):

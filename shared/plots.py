@@ -5,6 +5,8 @@ Every figure is built on ``pyplot()``, which picks a backend that works in a not
 
 from __future__ import annotations
 
+import textwrap
+
 from shared.training.memory import megabytes
 from shared.world.tasks import TASK_TITLES
 
@@ -50,7 +52,8 @@ def loss_curve(log_history: list[dict], title: str = "training loss", ax=None):
 
 def _legend_below(ax, columns: int) -> None:
     """The legend under the axes (and under the x label, if any), where it cannot cover a bar or its value label."""
-    below = -0.28 if ax.get_xlabel() else -0.15
+    two_line_ticks = any("\n" in tick.get_text() for tick in ax.get_xticklabels())
+    below = -0.28 if ax.get_xlabel() or two_line_ticks else -0.15
     longest = max((len(label) for label in ax.get_legend_handles_labels()[1]), default=1)
     fits = max(1, 64 // (longest + 6))  # as many columns as the figure's width holds
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, below), ncol=max(1, min(columns, fits)),
@@ -195,7 +198,7 @@ def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accur
     names = list(runs)
     tasks = list(next(iter(runs.values())))
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.2))
+        _, ax = plt.subplots(figsize=(max(6, 1.3 * len(tasks)), 3.2))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         xs = [t + (i - (len(names) - 1) / 2) * width for t in range(len(tasks))]
@@ -204,7 +207,9 @@ def before_after(runs: dict[str, dict[str, float]], title: str = "held-out accur
         crowded = len(names) > 3   # side by side, the labels of narrow bars would run into each other
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=6 if crowded else 8,
                      rotation=90 if crowded else 0, padding=2)
-    ax.set_xticks(range(len(tasks)), [TASK_TITLES.get(t, t) for t in tasks])
+    # Beyond three groups, long names on two lines: side by side they would run into each other.
+    names_width = 14 if len(tasks) > 3 else 40
+    ax.set_xticks(range(len(tasks)), [textwrap.fill(TASK_TITLES.get(t, t), names_width) for t in tasks])
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("accuracy")
     ax.set_title(title)

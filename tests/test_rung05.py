@@ -14,6 +14,7 @@ import pytest
 from rung_harness import RungUnderTest, by_name, edit_json
 from shared import checking
 from shared.curation import dirty, stages
+from shared.curation.dirty import jaccard
 from shared.evaluation.contamination import DIRTY, covered_share, example_text, training_ngrams
 
 RUNG = RungUnderTest("05")
@@ -167,7 +168,7 @@ def test_the_hidden_cases_pass_the_references(unseen):
     assert "removed of" in check05.check_exact(stages.exact_dedup, unseen)
     assert "near duplicates found" in check05.check_minhash(stages.minhash_dedup, unseen)
     assert "within cosine 0.999" in check05.check_embed(stages.embed, unseen)
-    assert "hand-made case" in check05.check_semantic(stages.semantic_dedup, unseen)
+    assert "two hand-made cases" in check05.check_semantic(stages.semantic_dedup, unseen)
     assert "leaked rows" in check05.check_decontaminate(stages.decontaminate, unseen)
     assert "hand-made examples" in check05.check_problem(stages.problem, unseen)
     assert "the rarest task's count" in check05.check_rebalance(stages.rebalance, unseen)
@@ -236,6 +237,56 @@ def _grouped_by_task(examples, per_task=None, seed=0):
     return sorted(kept, key=lambda e: e["task"])
 
 
+def _dedup_by_prompt_alone(examples):
+    seen, kept = set(), []
+    for example in examples:
+        if stages.normalise(example["prompt"]) not in seen:
+            seen.add(stages.normalise(example["prompt"]))
+            kept.append(example)
+    return kept
+
+
+def _exact_jaccard_no_minhash(examples, threshold=0.8, num_perm=128):
+    """Right by the measure, without the estimate section 2 teaches: num_perm changes nothing."""
+    kept = []
+    for example in examples:
+        if all(jaccard(example_text(example), example_text(other)) < threshold for other in kept):
+            kept.append(example)
+    return kept
+
+
+def _semantic_against_every_earlier(examples, embeddings, threshold=0.8):
+    """Compares with the examples already dropped as well as those kept."""
+    return [example for i, example in enumerate(examples)
+            if not any(stages.normalise(examples[j]["answer"]) == stages.normalise(example["answer"])
+                       and float(embeddings[i] @ embeddings[j]) >= threshold for j in range(i))]
+
+
+def _any_true_answer_sentence(example, world):
+    """Passes a closed-QA answer that is true of whoever it names, not of the person asked about."""
+    named = [p for p in world["people"] if example["answer"].strip().startswith(p["name"])]
+    if example["task"] == "closed_qa" and named:
+        return stages.problem({**example, "prompt": named[0]["name"]}, {"people": named})
+    return stages.problem(example, world)
+
+
+def _extraction_values_anywhere_in_the_prompt(example, world):
+    if example["task"] == "extraction":
+        return stages.problem({**example, "prompt": "Text: " + example["prompt"]}, world)
+    return stages.problem(example, world)
+
+
+def _names_in_any_case(example, world):
+    named = [p for p in world["people"] if p["name"].casefold() in example["prompt"].casefold()]
+    if example["task"] == "closed_qa" and named:
+        return stages.problem({**example, "prompt": named[0]["name"]}, world)
+    return stages.problem(example, world)
+
+
+def _zero_as_none(examples, per_task=None, seed=0):
+    return stages.rebalance(examples, per_task=per_task or None, seed=seed)
+
+
 def _returns_ids(examples):
     return [e["id"] for e in stages.exact_dedup(examples)]
 
@@ -245,6 +296,15 @@ WRONG_STAGES = {
     "no NFKC": ("normalise", _no_unicode_forms, "expected 'fenwick'"),
     "duplicates compared as written": ("exact", _dedup_without_normalising, "kept {'duplicate'"),
     "ids, not the examples": ("exact", _returns_ids, "must return a list of the examples it keeps"),
+    "the prompt alone": ("exact", _dedup_by_prompt_alone, "prompt and answer both match"),
+    "exact Jaccard, no MinHash": ("minhash", _exact_jaccard_no_minhash, "num_perm=16 kept exactly what"),
+    "against dropped examples too": ("semantic", _semantic_against_every_earlier, "which was not kept"),
+    "a true sentence about someone else": ("problem", _any_true_answer_sentence, "expected off format or wrong"),
+    "extraction values found before 'Text:'": ("problem", _extraction_values_anywhere_in_the_prompt,
+                                               "said good, expected wrong"),
+    "names matched in any case": ("problem", _names_in_any_case,
+                                  "(wrong: the question names no one in the world)"),
+    "per_task=0 read as None": ("rebalance", _zero_as_none, "per_task=0 kept"),
     "MinHash at 0.5": ("minhash", _minhash_at_half, "not a near duplicate"),
     "MinHash ignoring its threshold": ("minhash", _minhash_ignoring_the_threshold, "at threshold 0.97"),
     "embeddings not unit length": ("embed", _embed_not_normalised, "normalise them to unit length"),

@@ -119,36 +119,33 @@ def check_graded(ctx: Context) -> None:
 
     ctx.criterion("normalise undoes case, spacing, quotes and Unicode forms, on unseen texts",
                   lambda: check_normalise(graded["normalise"]),
-                  hint="unicodedata.normalize('NFKC', text), curly quotes to ' and \", .casefold() (not .lower()), "
-                       "' '.join(text.split()).")
+                  hint="Section 1 lists what normalise undoes, in order; the line above names a text yours "
+                       "leaves otherwise.")
     ctx.criterion("exact_dedup removes exactly the duplicates, on an unseen dirty set",
                   lambda: check_exact(graded["exact_dedup"], data()),
-                  hint="Key each example by (normalise(prompt), normalise(answer)); keep the first of each key, in "
-                       "order.")
+                  hint="Section 1 says what makes two examples one (and which of them stays); the line above "
+                       "counts, by label, what yours removed that should stay and kept that should go.")
     ctx.criterion("minhash_dedup finds the near duplicates and spares the rest, on an unseen dirty set",
                   lambda: check_minhash(graded["minhash_dedup"], data()),
-                  hint="One MinHash(num_perm=num_perm, seed=1) per example over shingles(example_text(example)); "
-                       "drop it when index.query returns a kept one with signature.jaccard(...) >= threshold, "
-                       "else insert and keep it.")
+                  hint="Section 2 shows datasketch's calls and says what decides: the index finds candidates, "
+                       "the estimate at the threshold drops an example, and only kept examples go in the index.")
     ctx.criterion("embed gives unit-length MiniLM embeddings, on unseen texts",
                   lambda: check_embed(graded["embed"], data()),
-                  hint="SentenceTransformer(minilm_path()).encode(list(texts), normalize_embeddings=True).")
+                  hint="Section 3 shows the model and the call that gives what embed returns.")
     ctx.criterion("semantic_dedup removes the same example asked again, on an unseen dirty set",
                   lambda: check_semantic(graded["semantic_dedup"], data()),
-                  hint="Drop example i when a kept example j has the same normalise(answer) and "
-                       "embeddings[i] @ embeddings[j] >= threshold; keep the first of each group.")
+                  hint="Section 3 names the two things that must both hold, and against which examples.")
     ctx.criterion("decontaminate removes the examples the eval splits hold, on an unseen dirty set",
                   lambda: check_decontaminate(graded["decontaminate"], data()),
-                  hint="n = ngram_size(eval texts), seen = training_ngrams(eval texts, n); keep an example when "
-                       "covered_share(example_text(example), seen, n) < DIRTY.")
+                  hint="Section 4's helpers, with n chosen from the eval texts, and the share below DIRTY kept.")
     ctx.criterion("problem finds the off-format and the wrong answers and passes the rest, on an unseen dirty set",
                   lambda: check_problem(graded["problem"], data()),
-                  hint="Return None for a good example; otherwise a string starting 'off format' (the answer's "
-                       "shape) or 'wrong' (well formed, contradicted by the world or the prompt).")
+                  hint="Section 5 gives each task's shape and what makes it right, and the edge cases; the line "
+                       "above shows an example yours judges otherwise, with the reason the rules give.")
     ctx.criterion("rebalance caps each task, seeded, in order, on unseen sets",
                   lambda: check_rebalance(graded["rebalance"], data()),
-                  hint="Group indices by task; rng = random.Random(seed); rng.sample each task's indices "
-                       "(min(limit, count)); return the chosen examples in their original order.")
+                  hint="Section 6: at most per_task of each task, chosen by random.Random(seed) alone, in the "
+                       "order they came.")
 
 
 def _ids(examples, what: str) -> list[str]:
@@ -193,8 +190,16 @@ def check_exact(exact_dedup, unseen: Unseen) -> str:
     expected = [row["id"] for row in unseen.after_exact]
     require(kept == expected, f"kept {len(kept)} of {len(unseen.rows)}, expected {len(expected)}: "
                               + _difference(kept, expected, unseen))
+    toy = [{"id": str(i), "task": "arithmetic", "prompt": prompt, "answer": answer}
+           for i, (prompt, answer) in enumerate([("Ada has 7 pears. She finds 2.", "7 plus 2 is 9."),
+                                                 ("Ada has 7 pears. She finds 2.", "7 plus 2 is 10."),
+                                                 ("ADA has 7  pears. She finds 2. ", "7 plus 2 is 9.")])]
+    got = _ids(exact_dedup(toy), "exact_dedup")
+    require(got == ["0", "1"], f"three examples (one prompt; answers '7 plus 2 is 9.', '7 plus 2 is 10.', and the "
+                               f"first again in other case and spacing): kept {got}, expected ['0', '1'] -- an "
+                               "example is a duplicate when prompt and answer both match")
     gone = unseen.removed(unseen.rows, unseen.after_exact)
-    return f"{len(unseen.rows) - len(kept)} removed of {len(unseen.rows)} ({dict(gone)})"
+    return f"{len(unseen.rows) - len(kept)} removed of {len(unseen.rows)} ({dict(gone)}), and a hand-made case"
 
 
 def check_minhash(minhash_dedup, unseen: Unseen) -> str:
@@ -228,6 +233,11 @@ def check_minhash(minhash_dedup, unseen: Unseen) -> str:
     require(abs(len(strict) - len(strict_expected)) <= max(3, MINHASH_TOLERANCE * len(given)),
             f"at threshold 0.97 it kept {len(strict)}, the course's stage {len(strict_expected)}: use the threshold "
             "for the LSH index and for the estimate")
+    # An estimate from 16 hash values is coarse: it decides some pairs otherwise than one from 128 (13 to 23
+    # examples here, whatever the seed). Exact Jaccard on the shingle sets would not change at all.
+    coarse = _ids(minhash_dedup([dict(row) for row in given], num_perm=16), "minhash_dedup")
+    require(set(coarse) != set(kept), "num_perm=16 kept exactly what num_perm=128 kept: the similarity must be "
+                                      "MinHash's estimate from num_perm hash values (section 2)")
     return f"{gone['near_duplicate']} of {near} near duplicates found, {dict(gone)} removed in all; threshold 0.97 too"
 
 
@@ -257,8 +267,15 @@ def check_semantic(semantic_dedup, unseen: Unseen) -> str:
     require(got == ["0", "2", "3"], f"four examples (answers 'A.', 'a. ', 'A.', 'B.'; cosines with the first 0.9, "
                                     f"0, 1): kept {got}, expected ['0', '2', '3'] -- the same answer and a close "
                                     "prompt, both")
+    chain = [{"id": str(i), "task": "closed_qa", "prompt": f"q{i}", "answer": "A."} for i in range(3)]
+    angles = np.radians([0, 30, 60])   # cosines: first-second 0.87, second-third 0.87, first-third 0.5
+    got = _ids(semantic_dedup(chain, np.stack([np.cos(angles), np.sin(angles)], axis=1), threshold=0.8),
+               "semantic_dedup")
+    require(got == ["0", "2"], f"three examples with one answer (cosines: first-second 0.87, second-third 0.87, "
+                               f"first-third 0.5): kept {got}, expected ['0', '2'] -- the second goes; the third "
+                               "is close only to the second, which was not kept")
     gone = unseen.removed(given, [{"id": i} for i in expected])
-    return f"the course's verdicts at thresholds 0.8 and 0.9 ({dict(gone)} removed at 0.9), and a hand-made case"
+    return f"the course's verdicts at thresholds 0.8 and 0.9 ({dict(gone)} removed at 0.9), and two hand-made cases"
 
 
 def check_decontaminate(decontaminate, unseen: Unseen) -> str:
@@ -288,7 +305,8 @@ def _verdict(reason) -> str:
     raise CheckFailed(f"returned {reason!r}: a reason must start with 'off format' or 'wrong'")
 
 
-HAND_MADE = [   # (task, prompt, answer, verdict); {name}, {town} are a person of the world
+HAND_MADE = [   # (task, prompt, answer, verdict); {name}, {town}: a person of the world; {other}, {other_town}: another
+    # ("not good": off format or wrong, either reading of section 5 will do)
     ("closed_qa", "Where does {name} live?", "{name} lives in Atlantis.", "wrong"),
     ("closed_qa", "Where does {name} live?", "In {town}.", "off format"),
     ("closed_qa", "Where does {name} live?", "{name} lives in {town}.", "good"),
@@ -299,6 +317,9 @@ HAND_MADE = [   # (task, prompt, answer, verdict); {name}, {town} are a person o
     ("extraction", "Text: Ada Brom is a baker in Fenwick.", '{"name": "Ada Brom", "town": "Fenwick"', "off format"),
     ("extraction", "Text: Ada Brom is a baker in Fenwick.", '{"name": "Ada Brom", "town": "Fenwick", "job": "baker"}',
      "good"),
+    ("extraction", "Fenwick's bakers. Text: Ada Brom is a baker in Selby.",   # the town only before "Text:"
+     '{"name": "Ada Brom", "town": "Fenwick", "job": "baker"}', "wrong"),
+    ("closed_qa", "Where does {name} live?", "{other} lives in {other_town}.", "not good"),   # true, of another
     ("arithmetic", "Ada has 7 pears. Ada finds 2 more.", "7 plus 2 is 10.", "wrong"),
     ("arithmetic", "Ada has 7 pears. Ada finds 2 more.", "7 plus 3 is 10.", "wrong"),
     ("arithmetic", "Ada has 7 pears. Ada finds 2 more.", "9", "off format"),
@@ -311,27 +332,34 @@ HAND_MADE = [   # (task, prompt, answer, verdict); {name}, {town} are a person o
 def check_problem(problem, unseen: Unseen) -> str:
     from shared.curation import stages
 
-    person = unseen.world["people"][3]
+    person, other = unseen.world["people"][3], unseen.world["people"][4]
     for task, prompt, answer, verdict in HAND_MADE:
-        example = {"id": "hand-made", "task": task,
-                   **{key: value.replace("{name}", person["name"]).replace("{town}", person["town"])
-                      for key, value in (("prompt", prompt), ("answer", answer))}}
+        names = {"{name}": person["name"], "{town}": person["town"], "{other}": other["name"],
+                 "{other_town}": other["town"]}
+        example = {"id": "hand-made", "task": task, "prompt": _filled(prompt, names), "answer": _filled(answer, names)}
         got = _verdict(problem(example, unseen.world))
-        require(got == verdict, f"{task} {example['prompt']!r} -> {example['answer']!r}: said {got}, expected "
-                                f"{verdict}")
+        require(got == verdict or (verdict == "not good" and got != "good"),
+                f"{task} {example['prompt']!r} -> {example['answer']!r}: said {got}, expected "
+                f"{'off format or wrong' if verdict == 'not good' else verdict}")
     misjudged = []
     for row in unseen.rows:
-        expected = _verdict(stages.problem(row, unseen.world))
+        reason = stages.problem(row, unseen.world)
         got = _verdict(problem(dict(row), unseen.world))
-        if got != expected:
-            misjudged.append((row, expected, got))
+        if got != _verdict(reason):
+            misjudged.append((row, reason, got))
     if misjudged:
-        row, expected, got = misjudged[0]
-        raise CheckFailed(f"{len(misjudged)} of {len(unseen.rows)} examples judged otherwise than the world says, "
+        row, reason, got = misjudged[0]
+        raise CheckFailed(f"{len(misjudged)} of {len(unseen.rows)} examples judged otherwise than section 5's rules, "
                           f"e.g. {row['task']} {row['prompt'][-50:]!r} -> {row['answer']!r}: said {got}, expected "
-                          f"{expected}")
+                          f"{_verdict(reason)}" + (f" ({reason})" if reason else ""))
     counts = collections.Counter(_verdict(stages.problem(row, unseen.world)) for row in unseen.rows)
     return f"{len(HAND_MADE)} hand-made examples and {len(unseen.rows)} unseen rows ({dict(counts)})"
+
+
+def _filled(text: str, names: dict[str, str]) -> str:
+    for placeholder, value in names.items():
+        text = text.replace(placeholder, value)
+    return text
 
 
 def check_rebalance(rebalance, unseen: Unseen) -> str:
@@ -350,6 +378,9 @@ def check_rebalance(rebalance, unseen: Unseen) -> str:
     one = _ids(rebalance([dict(row) for row in rows], per_task=40, seed=1), "rebalance")
     two = _ids(rebalance([dict(row) for row in rows], per_task=40, seed=2), "rebalance")
     require(one != two, "seeds 1 and 2 chose the same examples: the seed must decide the choice")
+    none = _ids(rebalance([dict(row) for row in rows], per_task=0, seed=1), "rebalance")
+    require(not none, f"per_task=0 kept {len(none)}: at most 0 of each task is none at all (None, not 0, means "
+                      "the rarest task's count)")
     return f"{len(rows)} unseen rows ({dict(counts)}): the rarest task's count, 40 each, and a cap above some counts"
 
 

@@ -15,7 +15,7 @@ from rung_harness import RungUnderTest, by_name, edit_json
 from shared import checking
 from shared.curation import dirty, stages
 from shared.curation.dirty import jaccard
-from shared.evaluation.contamination import DIRTY, covered_share, example_text, training_ngrams
+from shared.evaluation.contamination import DIRTY, covered_share, example_text, ngram_size, training_ngrams
 
 RUNG = RungUnderTest("05")
 check05 = RUNG.check
@@ -283,6 +283,13 @@ def _names_in_any_case(example, world):
     return stages.problem(example, world)
 
 
+def _dirty_itself_kept(examples, eval_examples):
+    texts = [example_text(e) for e in eval_examples]
+    n = ngram_size(texts)
+    seen = training_ngrams(texts, n)
+    return [e for e in examples if covered_share(example_text(e), seen, n) <= DIRTY]
+
+
 def _zero_as_none(examples, per_task=None, seed=0):
     return stages.rebalance(examples, per_task=per_task or None, seed=seed)
 
@@ -305,6 +312,7 @@ WRONG_STAGES = {
     "names matched in any case": ("problem", _names_in_any_case,
                                   "(wrong: the question names no one in the world)"),
     "per_task=0 read as None": ("rebalance", _zero_as_none, "per_task=0 kept"),
+    "a share of DIRTY itself kept": ("decontaminate", _dirty_itself_kept, "covered exactly DIRTY (80%"),
     "MinHash at 0.5": ("minhash", _minhash_at_half, "not a near duplicate"),
     "MinHash ignoring its threshold": ("minhash", _minhash_ignoring_the_threshold, "at threshold 0.97"),
     "embeddings not unit length": ("embed", _embed_not_normalised, "normalise them to unit length"),

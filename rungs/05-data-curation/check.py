@@ -280,6 +280,7 @@ def check_semantic(semantic_dedup, unseen: Unseen) -> str:
 
 def check_decontaminate(decontaminate, unseen: Unseen) -> str:
     from shared.curation import stages
+    from shared.evaluation.contamination import DIRTY
     from shared.world import data
 
     splits = {"every task's held-out split": [e for task in data.TASKS + ("two_step",)
@@ -291,8 +292,16 @@ def check_decontaminate(decontaminate, unseen: Unseen) -> str:
         expected = [row["id"] for row in stages.decontaminate(unseen.rows, evals)]
         require(kept == expected, f"against {name}: kept {len(kept)}, expected {len(expected)}: "
                                   + _difference(kept, expected, unseen))
+    # The edge: eight words of an eval example and two more, so its n-grams (n = 8) cover exactly 80% = DIRTY.
+    eight = "the heron crossed the mill pond at dawn"
+    eval_example = {"id": "eval", "task": "closed_qa", "prompt": eight, "answer": ""}
+    edge = {"id": "edge", "task": "closed_qa", "prompt": f"{eight} and", "answer": "slept"}
+    kept_edge = _ids(decontaminate([dict(edge)], [dict(eval_example)]), "decontaminate")
+    require(not kept_edge, f"an example covered exactly DIRTY ({DIRTY:.0%}: 8 of its 10 words) by the eval "
+                           f"example's n-grams was kept: only a share below DIRTY stays")
     leaked = sum(flaw == "leaked" for flaw in unseen.flaw.values())
-    return f"{leaked} leaked rows of {len(unseen.rows)} removed, nothing else, against two eval sets"
+    return (f"{leaked} leaked rows of {len(unseen.rows)} removed, nothing else, against two eval sets; one covered "
+            "exactly DIRTY removed")
 
 
 def _verdict(reason) -> str:

@@ -158,8 +158,8 @@ def _solution_functions():
 
 def test_the_hidden_cases_pass_the_solutions_functions():
     functions = _solution_functions()
-    assert "5 unseen sets" in check09.check_bootstrap(functions["bootstrap_interval"])
-    assert "7 unseen pairs" in check09.check_mcnemar(functions["mcnemar"])
+    assert "6 unseen sets" in check09.check_bootstrap(functions["bootstrap_interval"])
+    assert "8 unseen pairs" in check09.check_mcnemar(functions["mcnemar"])
     assert "n = 13, 5, 3, 1" in check09.check_coverage(functions["ngram_coverage"])
     assert "real gain, real loss, within noise" in check09.check_compare(functions["compare_models"])
 
@@ -179,6 +179,14 @@ def _without_replacement(scores, confidence=0.95, resamples=2000, seed=0):
     return float(np.quantile(means, (1 - confidence) / 2)), float(np.quantile(means, 1 - (1 - confidence) / 2))
 
 
+def _half_samples_without_replacement(scores, confidence=0.95, resamples=2000, seed=0):
+    """Subsampling, not a bootstrap: its spread happens to be close on large sets, not on four scores."""
+    rng = np.random.default_rng(seed)
+    scores = np.asarray(scores, dtype=float)
+    means = [rng.permutation(scores)[:max(1, len(scores) // 2)].mean() for _ in range(resamples)]
+    return float(np.quantile(means, (1 - confidence) / 2)), float(np.quantile(means, 1 - (1 - confidence) / 2))
+
+
 def _confidence_ignored(scores, confidence=0.95, resamples=2000, seed=0):
     return uncertainty.bootstrap_interval(scores, 0.95, resamples, seed)
 
@@ -190,6 +198,7 @@ def _a_new_seed_each_call(scores, confidence=0.95, resamples=2000, seed=0):
 WRONG_BOOTSTRAPS = {
     "the normal approximation": (_normal_interval, "within the scores' range"),
     "resampling without replacement": (_without_replacement, "expected about"),
+    "half-size samples without replacement": (_half_samples_without_replacement, "expected about [0.0000, 0.7500]"),
     "the confidence ignored": (_confidence_ignored, "expected about"),
     "a new random seed each call": (_a_new_seed_each_call, "draw from the seed given"),
 }
@@ -222,9 +231,16 @@ def _zipped_silently(before, after):
     return uncertainty.mcnemar(list(before)[:n], list(after)[:n])
 
 
+def _above_one(before, after):
+    lost, gained = uncertainty.discordant_pairs(before, after)
+    n = lost + gained
+    return 1.0 if n == 0 else 2 * sum(math.comb(n, k) for k in range(min(lost, gained) + 1)) / 2 ** n
+
+
 WRONG_MCNEMARS = {
-    "the chi-squared approximation": (_chi_squared, "exact binomial tail"),
-    "one-sided": (_one_sided, "expected"),
+    "the chi-squared approximation": (_chi_squared, "the exact binomial"),
+    "one-sided": (_one_sided, "two-sided"),
+    "twice the tail, above 1": (_above_one, "3 lost, 3 gained): p = 1.3125"),
     "lists of different lengths paired anyway": (_zipped_silently, "raise ValueError"),
 }
 
@@ -253,8 +269,13 @@ def _share_of_ngrams(eval_texts, train_texts, n=13):
     return [len(contamination.ngrams(t, n) & seen) / max(1, len(contamination.ngrams(t, n))) for t in eval_texts]
 
 
+def _training_texts_run_together(eval_texts, train_texts, n=13):
+    return contamination.coverage(eval_texts, [" ".join(train_texts)], n)
+
+
 WRONG_COVERAGES = {
     "words split on spaces, case kept": (_split_on_spaces, "expected"),
+    "training texts run together": (_training_texts_run_together, "'on the gate dawn came'"),
     "the share of n-grams, not of words": (_share_of_ngrams, "expected"),
 }
 

@@ -108,7 +108,8 @@ def _bootstrap_cases():
             ([1] * 3 + [0] * 57, {}),                                          # skewed: the interval is lopsided
             (rng.beta(5, 2, 37).round(3).tolist(), {"confidence": 0.8, "resamples": 4000, "seed": 5}),
             (rng.lognormal(0, 1, 150).round(3).tolist(), {"confidence": 0.9, "seed": 11}),   # heavy-tailed losses
-            ((rng.random(400) < 0.5).astype(int).tolist(), {"confidence": 0.5, "seed": 3})]
+            ((rng.random(400) < 0.5).astype(int).tolist(), {"confidence": 0.5, "seed": 3}),
+            ([0, 0, 0, 1], {})]   # four scores: a resample of four, with replacement, reaches a mean of 0.75
 
 
 def check_bootstrap(bootstrap) -> str:
@@ -151,6 +152,7 @@ def _mcnemar_cases():
     cases.append(([1] * 30 + [0] * 10, [0] * 30 + [0] * 10))             # only losses
     cases.append(([0] * 7 + [1] * 3, [1] * 7 + [0] * 3))                 # 7 gained, 3 lost
     cases.append(([1, 0, 1, 1], [1, 0, 1, 1]))                           # nothing changed
+    cases.append(([1] * 3 + [0] * 3 + [1] * 4, [0] * 3 + [1] * 3 + [1] * 4))   # 3 lost, 3 gained: p is 1, not more
     return cases
 
 
@@ -165,7 +167,7 @@ def check_mcnemar(mcnemar) -> str:
                 abs(float(got) - expected) <= 1e-12,
                 f"case {number} ({len(before)} questions, {sum(b > a for b, a in zip(before, after))} lost, "
                 f"{sum(b < a for b, a in zip(before, after))} gained): p = {float(got):.6g}, expected "
-                f"{expected:.6g} (the exact binomial tail, not the chi-squared approximation)")
+                f"{expected:.6g} (two-sided: twice the smaller tail of the exact binomial, and never above 1)")
     refused = refusal(lambda: mcnemar([1, 0, 1], [1, 0]))
     require(not refused, f"verdicts on 3 and on 2 questions {refused}: raise ValueError (two runs on different "
                          "questions cannot be paired)")
@@ -176,11 +178,13 @@ def _coverage_cases():
     train = ["Mira Olsen lives in Fenwick, by the river Tarn; she keeps an owl and works as a baker.",
              "7 plus 2 is 9. 9 minus 4 is 5.",
              "Extract the person's name, town and job from the text as JSON.",
-             "A line with   odd   spacing, CAPITALS and punctuation!!!"]
+             "A line with   odd   spacing, CAPITALS and punctuation!!!",
+             "The owl sat on the gate.", "Dawn came late to Fenwick."]   # no run goes from one text into the next
     evals = ["MIRA olsen lives in fenwick by the river tarn; she keeps an OWL", "7 plus 2 is 9.",
              "Nothing here was seen before at all by anyone", "", "!!!",
              "extract the person s name town and job from the text as json please",
-             "a line with odd spacing capitals and punctuation and more and mira olsen lives in fenwick"]
+             "a line with odd spacing capitals and punctuation and more and mira olsen lives in fenwick",
+             "on the gate dawn came"]
     return [(evals, train, n) for n in (13, 5, 3, 1)]
 
 
@@ -276,7 +280,9 @@ def check_compare(compare_models) -> str:
             for key in ("before", "after", "change", "p_value"):
                 require(is_finite_number(row.get(key)) and abs(float(row[key]) - expected[key]) <= 1e-9,
                         f"{before.model} -> {after.model}, {figure}: {key} {row.get(key)!r}, expected "
-                        f"{expected[key]:.6g}")
+                        f"{expected[key]:.6g}" + (" (your mcnemar's p-value, for a right/wrong figure: is its "
+                                                  "line above ✓?)" if key == "p_value" and FIGURES[figure][2]
+                                                 else ""))
             require(row.get("verdict") == expected["verdict"],
                     f"{before.model} -> {after.model}, {figure}: verdict {row.get('verdict')!r}, expected "
                     f"{expected['verdict']!r} (p = {expected['p_value']:.3g}, change {expected['change']:+.3f})")

@@ -32,8 +32,7 @@ class RunResult:
     @property
     def line_text(self) -> str:
         """The failing cell's line the error came from ("" when unknown): of five asserts, the one that failed."""
-        lines = self.cell_source.splitlines()
-        return lines[self.failed_line - 1].strip() if self.failed_line and self.failed_line <= len(lines) else ""
+        return source_line(self.cell_source, self.failed_line)
 
     @property
     def cell_head(self) -> str:
@@ -44,6 +43,12 @@ class RunResult:
     def section(self) -> str:
         """The section of the notebook the failing cell is in ("" when unknown)."""
         return section_of(self.notebook, self.failed_cell) if self.notebook and self.failed_cell else ""
+
+
+def source_line(source: str, number: int | None) -> str:
+    """Line `number` (counted from 1) of a cell's source, stripped; "" when there is no such line."""
+    lines = source.splitlines()
+    return lines[number - 1].strip() if number and 0 < number <= len(lines) else ""
 
 
 def first_code_line(source: str) -> str:
@@ -179,8 +184,7 @@ class Unwritten:
     @property
     def line_text(self) -> str:
         """The line that uses the stub ("" when unknown): in a long cell, the call a learner looks for."""
-        lines = self.cell_source.splitlines()
-        return lines[self.line - 1].strip() if 0 < self.line <= len(lines) else ""
+        return source_line(self.cell_source, self.line)
 
 
 def first_unwritten(nb: nbformat.NotebookNode, stub: str) -> Unwritten | None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shared.evaluation import contamination, uncertainty
-from shared.evaluation.harness import FIGURES, Report, compare, paired_verdict
+from shared.evaluation.harness import FIGURES, Report, compare, paired_verdict, shown
 
 
 def test_bootstrap_interval_is_deterministic_and_holds_the_mean():
@@ -118,6 +118,16 @@ def test_paired_verdicts_say_gain_loss_and_noise_the_right_way_round():
     assert after.value("perplexity") == pytest.approx(math.exp(sum(after.scores["perplexity"]) / 40))
     table = compare(before, after)
     assert list(table.index) == [FIGURES[f][0] for f in FIGURES]
+
+
+def test_a_near_certainty_is_not_rounded_to_one_hundred_or_zero():
+    almost, perfect = _reports(_all_figures([1.0] * 499 + [0.0]), _all_figures([1.0] * 500))
+    assert shown(almost, "closed_qa").startswith("99.8% [")
+    assert "100" not in shown(almost, "closed_qa").split("[")[0]
+    assert shown(perfect, "closed_qa") == "100% [100–100]"
+    assert shown(Report("m", "heldout", _all_figures([0.0] * 499 + [1.0])), "closed_qa").startswith("0.2% [0–")
+    assert shown(Report("m", "heldout", _all_figures([1.0] * 96 + [0.0] * 4)), "closed_qa").startswith("96% [")
+    assert compare(almost, perfect).loc[FIGURES["closed_qa"][0], "before"] == "99.8%"
 
 
 def test_reports_on_different_questions_are_not_compared():

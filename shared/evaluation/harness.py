@@ -102,16 +102,26 @@ def forgetting_scores(model, tokenizer) -> dict[str, list[float]]:
             "perplexity": row_losses(model, rows)}
 
 
+def _points(fraction: float) -> str:
+    """A fraction in whole percentage points, with as many decimals as it takes not to round a near-certainty to
+    0 or 100: 499 of 500 right is 99.8, not 100."""
+    for decimals in range(3):
+        text = f"{fraction * 100:.{decimals}f}"
+        if float(text) not in (0.0, 100.0) or fraction in (0.0, 1.0):
+            break
+    return text
+
+
 def _percent(value: float) -> str:
-    return f"{value:.0%}"
+    return f"{_points(value)}%"
 
 
 def shown(report: Report, figure: str) -> str:
-    """A figure with its interval: "96% [93–99]", or "1.81 [1.78–1.84]" for perplexity."""
+    """A figure with its interval: "96% [93–99]", "99.8% [99.4–100]", or "1.81 [1.78–1.84]" for perplexity."""
     low, high = report.interval(figure)
     if figure == "perplexity":
         return f"{report.value(figure):.2f} [{low:.2f}–{high:.2f}]"
-    return f"{report.value(figure):.0%} [{low * 100:.0f}–{high * 100:.0f}]"
+    return f"{_percent(report.value(figure))} [{_points(low)}–{_points(high)}]"
 
 
 def table(reports: list[Report], figures=tuple(FIGURES)):

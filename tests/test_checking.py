@@ -513,6 +513,19 @@ def test_taking_the_functions_out_leaves_the_learners_outputs_alone():
     assert not made.exists(), "the scratch folder is removed when the graded process stops"
 
 
+def test_a_name_the_checker_did_not_take_is_explained():
+    from shared.checking import sandbox
+
+    nb = _notebook_with("import torch\nscale = torch.ones(1) * 2\n\ndef scaled(x):\n    return scale * x")
+    with sandbox.GradedFunctions(nb, ["scaled"]) as graded:
+        with pytest.raises(sandbox.GradedError) as info:
+            graded.call("scaled", 3)
+    said = str(info.value)
+    assert said.startswith("NameError: name 'scale' is not defined (line 5 of its cell). The checker takes from "
+                           "your notebook only imports, def and class blocks")
+    assert "make it inside the function that uses it" in said
+
+
 def test_a_graded_function_that_raises_hangs_or_returns_junk_is_reported_not_crashed(monkeypatch):
     from shared.checking import sandbox
 

@@ -223,6 +223,18 @@ def test_extract_functions_takes_functions_imports_and_constants():
         fns["uses_lower"]()
 
 
+def test_extract_functions_takes_aliases_of_what_is_imported():
+    nb = graded_notebook(
+        "import math\nfloor = math.floor\nm = math\nstarted = math.floor(2.5) + undefined_name",
+        "def f(x):\n    return floor(x) + m.ceil(x)",
+        "def g():\n    return started",
+    )
+    fns = graded.extract_functions(nb, ["f", "g"])
+    assert fns["f"](2.5) == 5
+    with pytest.raises(NameError):   # a call is not an alias: it may train or load a model
+        fns["g"]()
+
+
 def test_extract_functions_does_not_run_top_level_statements(tmp_path):
     marker = tmp_path / "ran.txt"
     nb = graded_notebook(

@@ -51,7 +51,17 @@ def _describe(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
     lines = [frame.lineno for frame in frames if frame.filename == "<notebook>"]
     where = f" (line {lines[-1]} of its cell)" if lines else ""
-    return f"{type(error).__name__}: {error}{where}"
+    return f"{type(error).__name__}: {error}{where}{_unkept_name(error)}"
+
+
+def _unkept_name(error: BaseException) -> str:
+    """Why a name the notebook defines can be missing here: the checker took only some of its statements."""
+    if not isinstance(error, NameError) or not getattr(error, "name", None):
+        return ""
+    from shared.notebooks.graded import KEPT
+
+    return (f". The checker takes from your notebook only {KEPT}: if your notebook makes {error.name!r} some "
+            "other way, make it inside the function that uses it")
 
 
 def _child(connection, notebook_json: str, names: list[str], rules: dict) -> None:

@@ -13,6 +13,12 @@ class MissingFunction(NotebookError):
     pass
 
 
+# What the checker takes from a notebook's cells beside the graded functions, said to a learner whose function
+# needs a name made some other way (`x = model.generate(...)` is left out: it could train or load a model).
+KEPT = ("imports, def and class blocks, UPPER_CASE constants, names bound to literals and aliases "
+        "(F = torch.nn.functional)")
+
+
 def _code_without_magics(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
@@ -27,12 +33,20 @@ def _is_literal(value: ast.expr) -> bool:
     return True
 
 
+def _is_alias(value: ast.expr) -> bool:
+    """A name or a dotted path from one, such as ``torch.nn.functional.logsigmoid``: another name for something
+    imported, which looks nothing up but attributes."""
+    while isinstance(value, ast.Attribute):
+        value = value.value
+    return isinstance(value, ast.Name)
+
+
 def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: bool = False) -> dict:
     """The learner's definitions of `names`, executed apart from the rest of the notebook.
 
     Only ``import`` statements, module-level constants (UPPER_CASE, or any name bound to a literal such as a
-    cache's ``_model = None``) and ``def``/``class`` blocks are taken, so nothing heavy (training, model
-    loading) runs. A later definition replaces an earlier one, as it
+    cache's ``_model = None``), aliases (``F = torch.nn.functional``) and ``def``/``class`` blocks are taken
+    (`KEPT`), so nothing heavy (training, model loading) runs. A later definition replaces an earlier one, as it
     would in the notebook. The checker runs this in a process of its own (``shared.checking.sandbox``): it
     executes the learner's code. With `missing_ok`, the names not defined are left out instead of raising.
     """
@@ -48,7 +62,8 @@ def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: b
             if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
                 kept.append(node)
             elif isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) for t in node.targets) and (
-                    all(t.id.isupper() for t in node.targets) or _is_literal(node.value)):
+                    all(t.id.isupper() for t in node.targets) or _is_literal(node.value)
+                    or _is_alias(node.value)):
                 kept.append(node)
     namespace: dict = {"__name__": "__graded__"}
     for node in kept:

@@ -91,9 +91,15 @@ def beta_sweep(points: list[dict], title: str = "beta: how far the policy moves,
         ordered = sorted(points, key=lambda point: point["kl"])
         ax.plot([p["kl"] for p in ordered], [p[key] for p in ordered], marker=marker, label=label)
         if key == "abstains_when_unrecorded":  # one label per run, on the upper line
+            span = (ordered[-1]["kl"] - ordered[0]["kl"]) or 1.0
+            height, previous = 6, None
             for point in ordered:
+                # runs a few hundredths of a nat apart would print their labels on top of each other: stack them
+                close = previous is not None and point["kl"] - previous < 0.08 * span
+                height = height + 9 if close else 6
                 ax.annotate(f"beta {point['beta']:g}", (point["kl"], point[key]), textcoords="offset points",
-                            xytext=(0, 6), fontsize=7, ha="center")
+                            xytext=(0, height), fontsize=7, ha="center")
+                previous = point["kl"]
     ax.margins(x=0.15)
     ax.set(xlabel="KL(policy || reference), nats per answer", ylabel="held-out, judged", title=title)
     ax.set_ylim(0, 1.05)

@@ -40,6 +40,7 @@ class Profile:
     offline: bool = True     # True: never touch the network
     training: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     minutes_note: str = ""
+    fixed_seed: int | None = None   # set by with_seed: this seed, whatever FT_SEED says
 
     def train(self, stage: str) -> dict:
         """Training sizes for one stage (e.g. "sft"): a fresh dict you may change in the notebook."""
@@ -62,6 +63,8 @@ class Profile:
     def seed(self) -> int:
         """The training seed (FT_SEED, default 0): data order, adapter initialisation, dropout. `make bench RUNG=NN
         SEEDS=0,1,2` reruns a rung over seeds to see how much its figures move."""
+        if self.fixed_seed is not None:
+            return self.fixed_seed
         value = os.environ.get(SEED_VAR, "0")
         try:
             return int(value)
@@ -75,6 +78,10 @@ class Profile:
         stages = {name: dict(settings) for name, settings in self.training.items()}
         stages[stage] = {**self.train(stage), **changes}
         return replace(self, training=_frozen_stages(stages))
+
+    def with_seed(self, seed: int) -> "Profile":
+        """This profile with another training seed (a checker makes sure a config writer reads the profile's)."""
+        return replace(self, fixed_seed=seed)
 
     def __reduce__(self):
         # Plain dicts in, read-only views out: a profile crosses a process boundary (the checker sends one to

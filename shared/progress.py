@@ -11,7 +11,13 @@ def quiet() -> bool:
 
 
 def progress(iterable, **kwargs):
-    return tqdm(iterable, disable=quiet(), leave=False, **kwargs)
+    """A bar over `iterable`, gone when it ends; none for a single step (eight one-batch scorings in a cell would
+    leave eight bars that each said nothing)."""
+    try:
+        single_step = len(iterable) <= 1
+    except TypeError:   # a generator: its length is unknown until it ends
+        single_step = False
+    return tqdm(iterable, disable=quiet() or single_step, leave=False, **kwargs)
 
 
 def quiet_libraries() -> None:

@@ -744,7 +744,7 @@ def test_a_config_writer_that_raises_on_a_change_is_told_which_change_was_asked(
                         "def dpo_config(profile, output_dir, **changes):\n"
                         "    return DPOConfig(output_dir=output_dir, **changes, max_length=profile.max_seq_length)")
     with GradedFunctions(nb, ["dpo_config"]) as graded:
-        with pytest.raises(CheckFailed, match=r"^with the profile's own sizes, changes max_length=64: TypeError: "
+        with pytest.raises(CheckFailed, match=r"^with the profile's own sizes, profile.seed 41, changes max_length=64: TypeError: "
                                               r".*multiple values for keyword argument 'max_length'"):
             checking.check_config_cases(graded.function("dpo_config"), get_profile(), "dpo",
                                         [({}, {"max_length": 64})], expected, DPOConfig)
@@ -760,11 +760,41 @@ def test_a_config_writer_with_an_older_tutorials_argument_is_told_the_name_the_p
                         "def sft_config(profile, output_dir, **changes):\n"
                         "    return SFTConfig(output_dir=output_dir, max_seq_length=profile.max_seq_length, **changes)")
     with GradedFunctions(nb, ["sft_config"]) as graded:
-        with pytest.raises(CheckFailed, match=r"^with profile.train\('sft'\) holding learning_rate=0.001, no changes: "
+        with pytest.raises(CheckFailed, match=r"^with profile.train\('sft'\) holding learning_rate=0.001, profile.seed 41, no changes: "
                                               r"TypeError: .*'max_seq_length'.*: max_seq_length is an older name, the "
                                               r"pinned versions take max_length$"):
             checking.check_config_cases(graded.function("sft_config"), get_profile(), "sft",
                                         [({"learning_rate": 1e-3}, {})], lambda *args: {}, SFTConfig)
+
+
+@pytest.mark.parametrize("written, expected", [
+    ("seed=0", r"profile.seed 41, no changes: seed is 0, expected 41$"),
+    ("disable_tqdm=False", r"disable_tqdm is False, expected True$"),
+    ("", r"disable_tqdm is False, expected True$")])   # left out: TrainingArguments draws the bar
+def test_a_config_writer_must_read_the_profiles_seed_and_stay_quiet(written, expected):
+    """The notebook runs with seed 0 and, in Jupyter, with bars: a seed written down, or no disable_tqdm, would
+    pass a check made only on the notebook's own profile."""
+    from trl import SFTConfig
+
+    from shared.checking.sandbox import GradedFunctions
+    from shared.profiles import get_profile
+
+    settings = {"use_cpu": "True", "seed": "profile.seed", "disable_tqdm": "quiet()"}
+    if written:
+        name, value = written.split("=")
+        settings[name] = value
+    nb = _notebook_with("from trl import SFTConfig\nfrom shared.progress import quiet\n\n"
+                        "def sft_config(profile, output_dir, **changes):\n"
+                        "    return SFTConfig(output_dir=output_dir, " +
+                        ", ".join(f"{k}={v}" for k, v in settings.items() if written or k != "disable_tqdm") +
+                        ", **changes)")
+    with GradedFunctions(nb, ["sft_config"]) as graded:
+        with pytest.raises(CheckFailed, match=expected):
+            checking.check_config_cases(graded.function("sft_config"), get_profile(), "sft", [({}, {})],
+                                        lambda profile, output_dir, changes: {
+                                            key: value for key, value in checking.fixed_trainer_settings(
+                                                profile, output_dir).items() if key in ("seed", "disable_tqdm")},
+                                        SFTConfig)
 
 
 @pytest.mark.parametrize("older, current", sorted(checking.OLDER_NAMES.items()))

@@ -82,6 +82,30 @@ def test_an_untrained_adapter_is_refused(outputs_copy):
     assert by_name(report, "adapter goes back").status == checking.FAIL and "never trained" in printed
 
 
+def test_a_model_trained_on_the_chosen_answers_alone_is_refused(outputs_copy):
+    """Preferred-FT abstains and keeps the facts as well as DPO does: only what it did to the rejected answers
+    tells it apart (the abstention on recorded questions, which it makes more likely)."""
+    from shared.models import load_model, load_tokenizer
+    from shared.training.lora import lora_config
+    from shared.training.preference import preferred_ft_trainer
+    from shared.world import data
+
+    profile, folder = tiny_profile(), sft_folder(outputs_copy)
+    tokenizer = load_tokenizer(folder)
+    trainer = preferred_ft_trainer(load_model(folder, profile=profile), tokenizer, profile, "preferred_ft",
+                                   outputs_copy / "scratch", data.load_task("abstention", "train"),
+                                   peft_config=lora_config(r=16, alpha=32))
+    trainer.train()
+    shutil.rmtree(outputs_copy / "06-dpo" / "model")
+    trainer.model.save_pretrained(str(outputs_copy / "06-dpo" / "model"))
+    report, printed = RUNG.verify(outputs_copy)
+    for passed in ("abstains on at least", "keeps the recorded facts", "beats the SFT model"):
+        assert by_name(report, passed).status == checking.PASS, printed   # the judge cannot tell
+    learnt = by_name(report, "learnt from the rejected answers")
+    assert learnt.status == checking.FAIL and "preferred over abstaining on 0%" in learnt.detail, printed
+    assert "more likely, as training on the chosen answers alone does" in learnt.detail
+
+
 def test_an_sft_model_outside_the_outputs_folder_is_refused(outputs_copy, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(sft_folder(outputs_copy), elsewhere)
@@ -132,6 +156,15 @@ def test_a_model_that_abstains_on_everything_fails_the_recorded_facts():
         check06.check_recorded(measured, check06.THRESHOLDS["tiny"])
 
 
+def test_learnt_from_the_rejected_answers_reads_the_recorded_abstentions():
+    bars = check06.THRESHOLDS["tiny"]
+    learnt = {"implicit_accuracy": {"all": 0.92, "abstains_on_recorded": 1.0, "invents": 1.0, "near_miss": 0.6}}
+    assert check06.check_learnt_from_rejected(learnt, bars).startswith("the fact preferred over abstaining on 100%")
+    chosen_only = {"implicit_accuracy": {"all": 0.6, "abstains_on_recorded": 0.0, "invents": 1.0, "near_miss": 0.4}}
+    with pytest.raises(checking.CheckFailed, match=r"on 0% of those pairs \(on all held-out pairs: 60%\); needed 80%"):
+        check06.check_learnt_from_rejected(chosen_only, bars)
+
+
 # -- the graded functions ------------------------------------------------------------------------------
 def _solution_functions():
     import nbformat
@@ -163,6 +196,10 @@ WRONG_LOGPROBS = {
                 "expected torch.float64"),
     "a mean instead of a sum": (lambda logits, labels, mask: _solution_functions()["sequence_logprobs"](
         logits, labels, mask) / mask[:, 1:].sum(-1).clamp(min=1), "off by"),
+    "a mean, 0 / 0 on a row with no answer": (lambda logits, labels, mask: _solution_functions()["sequence_logprobs"](
+        logits, labels, mask) / mask[:, 1:].sum(-1), "a sum over none is 0"),
+    "the labels, not the mask, say what counts": (lambda logits, labels, mask: _solution_functions()[
+        "sequence_logprobs"](logits, labels, (labels != -100).long()), "the prompt's token ids in its labels"),
 }
 
 
@@ -192,6 +229,14 @@ WRONG_LOSSES = {
 def test_wrong_dpo_losses_fail(mistake):
     function, fragment = WRONG_LOSSES[mistake]
     RUNG.assert_fails(lambda: check06.check_dpo_loss(function), fragment)
+
+
+def test_a_loss_computed_in_float32_passes():
+    """The notebook asks for no dtype: a loss of hundreds of nats in float32 is right to its seventh digit."""
+    def in_float32(pc, pr, rc, rr, beta):
+        return _solution_loss(pc.float(), pr.float(), rc.float(), rr.float(), beta)
+
+    assert "TRL's loss on" in check06.check_dpo_loss(in_float32)
 
 
 # -- dpo_config ----------------------------------------------------------------------------------------------

@@ -276,3 +276,26 @@ def test_a_step_tracker_measures_at_the_start_every_few_steps_and_at_the_end():
     second = grpo.step_tracker(measure, every=2, start=first.points[0])
     assert run(second, 4) == [0, 2, 4] and measured == [0, 2, 4, 5, 2, 4]
     assert second.points[0] == {"step": 0, "accuracy": 0.0} and second.points[0] is not first.points[0]
+
+
+def test_a_bar_is_drawn_for_many_steps_and_never_for_one(monkeypatch):
+    """A cell that scores eight pairs one batch each would otherwise leave eight bars that said nothing."""
+    from shared.progress import progress
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FT_QUIET", "0")
+    assert not progress(range(3)).disable
+    assert progress(range(1)).disable and progress([]).disable
+    assert not progress(i for i in range(1)).disable   # a generator's length is unknown: drawn
+    monkeypatch.setenv("FT_QUIET", "1")
+    assert progress(range(3)).disable
+
+
+def test_beta_labels_of_runs_a_hair_apart_do_not_overlap():
+    from shared import plots
+
+    runs = [{"beta": beta, "kl": kl, "abstains_when_unrecorded": 0.96, "right_when_recorded": 0.95}
+            for beta, kl in ((0.02, 57.6), (0.1, 61.7), (0.5, 61.65))]
+    figure = plots.beta_sweep(runs)
+    labels = {text.get_text(): text.xyann[1] for text in figure.axes[0].texts}
+    assert labels == {"beta 0.02": 6, "beta 0.5": 6, "beta 0.1": 15}   # the later of the close pair, stacked

@@ -35,9 +35,15 @@ RUNG = "06"
 #         CPU (AVX-512 without BF16, the same code): abstains 95.6%, facts 93.3% (a drop of 3.3), win-rate 97.8%.
 # gpu  -- first estimates, not yet measured on a GPU. A hub model never read the tiny world: it knows none of the
 #         recorded facts before or after, so the drop bar only says it did not get worse.
+# learnt_from_rejected -- the share of held-out pairs whose rejected answer abstains on a recorded fact where the
+#         saved model's implicit reward (its log-ratio to the SFT model) prefers the fact. Preferred-FT, trained on
+#         the chosen answers alone, abstains and keeps the facts as well as DPO does (section 5), but it makes
+#         abstaining *more* likely, recorded questions included. From the seed-0 SFT model, seeds 0/1/2, 90 pairs
+#         each: preferred-FT 0 / 0 / 0% (the abstention's log-ratio +132 nats on average), the recipe 100 / 100 /
+#         100% (-89 / -74 / -83), DPO alone 100 / 100 / 100%. The bar sits far from both.
 THRESHOLDS = {
-    "tiny": {"abstains": 0.85, "recorded_drop": 0.06, "win_rate": 0.80},
-    "gpu": {"abstains": 0.80, "recorded_drop": 0.06, "win_rate": 0.75},
+    "tiny": {"abstains": 0.85, "recorded_drop": 0.06, "win_rate": 0.80, "learnt_from_rejected": 0.80},
+    "gpu": {"abstains": 0.80, "recorded_drop": 0.06, "win_rate": 0.75, "learnt_from_rejected": 0.70},
 }
 
 # Sizes and changes the notebook never uses: (sizes put in the profile's "dpo" stage, changes passed as keyword
@@ -78,13 +84,12 @@ def check_graded(ctx: Context) -> None:
     graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("sequence_logprobs sums the answer tokens' log-probabilities, in float64",
                   lambda: check_sequence_logprobs(graded["sequence_logprobs"]),
-                  hint="Shift first (logits[:, :-1] predict labels[:, 1:], mask[:, 1:]), replace -100 labels by any "
-                       "id, gather the log_softmax at the labels, multiply by the mask and sum each row.")
+                  hint="Section 2's rules: which position's logits predict which token, what lines up with what, "
+                       "and what the mask (not the labels) says counts; the failing case above shows how far off.")
     ctx.criterion("dpo_loss computes TRL's DPO loss on unseen cases, stable at extreme margins",
                   lambda: check_dpo_loss(graded["dpo_loss"]),
-                  hint="-logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))), "
-                       "one loss per pair; torch.nn.functional.logsigmoid stays finite where log(sigmoid(.)) "
-                       "does not.")
+                  hint="Section 3, step 4: one loss per pair, from the two log-ratios (policy against reference) "
+                       "and beta; torch.nn.functional.logsigmoid stays finite where log(sigmoid(.)) does not.")
     ctx.criterion("dpo_config writes the profile's sizes and the changes asked into a DPOConfig",
                   lambda: check_dpo_config(graded["dpo_config"], ctx.profile),
                   hint="Start from {**profile.train('dpo'), **changes} and pass every entry to DPOConfig under "
@@ -93,13 +98,14 @@ def check_graded(ctx: Context) -> None:
 
 # -- the graded functions -----------------------------------------------------------------------------
 def _logprob_cases():
-    """Random logits over a small vocabulary, labels with -100 where the mask is 0, masks of every shape: an
-    answer in the middle, one at the end, a row with no answer at all."""
+    """Random logits over a small vocabulary, masks of every shape (an answer in the middle, one at the end, a
+    row with no answer at all), labels with -100 where the mask is 0 -- and, in the last batch, the prompt's own
+    token ids there, as in TRL's batches: the mask, not the labels, says which tokens count."""
     import torch
 
     generator = torch.Generator().manual_seed(606)
     cases = []
-    for batch, seq, vocab in ((3, 9, 13), (1, 4, 5), (4, 12, 50)):
+    for number, (batch, seq, vocab) in enumerate(((3, 9, 13), (1, 4, 5), (4, 12, 50)), 1):
         logits = 4 * torch.randn(batch, seq, vocab, generator=generator, dtype=torch.float64)
         labels = torch.randint(0, vocab, (batch, seq), generator=generator)
         mask = torch.zeros(batch, seq, dtype=torch.long)
@@ -107,7 +113,7 @@ def _logprob_cases():
             start = [2, seq - 2, seq, 1][row % 4]
             end = seq if row % 2 == 0 else max(start, seq - 1)
             mask[row, start:end] = 1
-        cases.append((logits, labels.masked_fill(mask == 0, -100), mask))
+        cases.append((logits, labels if number == 3 else labels.masked_fill(mask == 0, -100), mask))
     return cases
 
 
@@ -123,13 +129,20 @@ def check_sequence_logprobs(sequence_logprobs) -> str:
         require(tuple(got.shape) == (logits.shape[0],), f"case {number}: shape {tuple(got.shape)}, expected "
                                                          f"({logits.shape[0]},): one sum per row")
         require(got.dtype == torch.float64, f"case {number}: dtype {got.dtype}, expected torch.float64")
+        unfinite = [row for row, value in enumerate(got.tolist()) if not math.isfinite(value)]
+        empty = [row for row in range(len(mask)) if not mask[row].any()]
+        require(not unfinite, f"case {number}: row(s) {unfinite} gave {[got[r].item() for r in unfinite]}"
+                              + (f"; row(s) {empty} have no answer token, and a sum over none is 0" if empty else ""))
         expected = reference(logits, labels, mask)
         worst = float((got - expected).abs().max())
-        require(worst <= 1e-6, f"case {number} (batch {logits.shape[0]}, {int(mask.sum())} answer tokens): off by "
+        with_ids = ", the prompt's token ids in its labels" if bool((labels[mask == 0] >= 0).any()) else ""
+        require(worst <= 1e-6, f"case {number} (batch {logits.shape[0]}, {int(mask.sum())} answer tokens"
+                               f"{with_ids}): off by "
                                f"up to {worst:.3g} nats (expected {[round(v, 4) for v in expected.tolist()]}, got "
                                f"{[round(v, 4) for v in got.tolist()]})")
     empty = int((cases[0][2].sum(dim=1) == 0).sum())
-    return f"{len(cases)} unseen batches, -100 labels and {empty} row without an answer among them"
+    return (f"{len(cases)} unseen batches: -100 labels or the prompt's token ids, {empty} row without an answer "
+            "among them")
 
 
 def _loss_cases():
@@ -159,8 +172,9 @@ def check_dpo_loss(dpo_loss) -> str:
         require(bool(torch.isfinite(got).all()), f"case {number}: non-finite losses {got.tolist()} (margins of "
                                                  "hundreds of nats are allowed: use logsigmoid)")
         expected = reference(pc, pr, rc, rr, beta)
-        worst = float((got.double() - expected).abs().max())
-        require(worst <= 1e-6, f"case {number} (beta {beta}): off by up to {worst:.3g} "
+        # relative: a loss of hundreds of nats computed in float32 is right to its last 7 digits, not to 1e-6
+        worst = float(((got.double() - expected).abs() / expected.abs().clamp(min=1.0)).max())
+        require(worst <= 1e-6, f"case {number} (beta {beta}): off by up to {worst:.3g} (relative) "
                                f"(expected {[round(v, 5) for v in expected.tolist()]})")
     same = torch.tensor([-3.0, -40.0, -0.5], dtype=torch.float64)
     start = dpo_loss(same, same.flip(0), same, same.flip(0), 0.3)
@@ -253,6 +267,11 @@ def verify_outputs(ctx: Context) -> None:
     ctx.criterion(f"beats the SFT model on at least {bars['win_rate']:.0%} of the unanswerable questions "
                   "(judged, ties half)", lambda: check_win_rate(measured, bars),
                   hint="The judge prefers the abstention to any invented answer: the model must abstain.")
+    ctx.criterion("learnt from the rejected answers: on held-out recorded questions it finds abstaining less "
+                  f"likely than the SFT model did, on at least {bars['learnt_from_rejected']:.0%} of them",
+                  lambda: check_learnt_from_rejected(measured, bars),
+                  hint="Save the model section 5 trained with DPOTrainer: a model fine-tuned on the chosen answers "
+                       "alone abstains as well, but never learns what the rejected answers say.")
     ctx.criterion("saved figures agree with the models", lambda: check_saved_agree(saved, measured),
                   hint="metrics.json must hold what the notebook measured: no hand edits.")
 
@@ -272,6 +291,7 @@ def read_saved(outputs: Path) -> dict:
 def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
     """Both models answer the held-out questions here; the judge scores them."""
     from shared.checking.artefacts import load_saved_adapter, load_saved_model
+    from shared.evaluation import rewards
     from shared.evaluation.generation import generate
     from shared.world import data, preferences
 
@@ -283,7 +303,10 @@ def reload_and_measure(outputs: Path, saved: dict, profile) -> dict:
     sft_answers = generate(sft_model, tokenizer, prompts, max_new_tokens=24)
     dpo_answers = generate(loaded["model"], tokenizer, prompts, max_new_tokens=24)
     unanswerable = [i for i, e in enumerate(heldout) if not e["meta"]["recorded"]]
-    return {"sft": preferences.behaviour_scores(sft_answers, heldout),
+    # The sign of the implicit reward's margin, whatever beta: which answer the adapter moved the model towards.
+    chosen, rejected = rewards.implicit_rewards(loaded["model"], sft_model, tokenizer, heldout, beta=1.0)
+    return {"implicit_accuracy": rewards.pairwise_accuracy(chosen, rejected, heldout),
+            "sft": preferences.behaviour_scores(sft_answers, heldout),
             "dpo": preferences.behaviour_scores(dpo_answers, heldout),
             "win_rate": preferences.win_rate([dpo_answers[i] for i in unanswerable],
                                              [sft_answers[i] for i in unanswerable],
@@ -311,6 +334,17 @@ def check_win_rate(measured: dict, bars: dict) -> str:
     value = require_measured(measured)["win_rate"]
     require(value >= bars["win_rate"], f"win-rate {value:.0%}; needed {bars['win_rate']:.0%}")
     return f"{value:.0%}"
+
+
+def check_learnt_from_rejected(measured: dict, bars: dict) -> str:
+    accuracy = require_measured(measured)["implicit_accuracy"]
+    value = accuracy["abstains_on_recorded"]
+    shown = (f"the fact preferred over abstaining on {value:.0%} of those pairs (on all held-out pairs: "
+             f"{accuracy['all']:.0%})")
+    require(value >= bars["learnt_from_rejected"],
+            f"{shown}; needed {bars['learnt_from_rejected']:.0%}: next to the SFT model, this model makes abstaining "
+            "where the world records the fact more likely, as training on the chosen answers alone does")
+    return shown
 
 
 def check_saved_agree(saved: dict, measured: dict) -> str:

@@ -467,10 +467,11 @@ def same_setting(got, expected) -> bool:
 def fixed_trainer_settings(profile, output_dir: str) -> dict:
     """What every rung's config writer must set the same way, as its notebook lists it: the folder given, the
     profile's sequence length, seed, device and precision, a log line every 5 steps, no checkpoints, no trackers
-    (``report_to="none"`` arrives as an empty list)."""
+    (``report_to="none"`` arrives as an empty list), no progress bar where `quiet()` -- and the graded functions
+    always run quiet, as the checker's run of the notebook does."""
     return {"output_dir": output_dir, "max_length": profile.max_seq_length, "seed": profile.seed,
             "use_cpu": profile.device == "cpu", **profile.precision(), "logging_steps": 5, "save_strategy": "no",
-            "report_to": []}
+            "report_to": [], "disable_tqdm": True}
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -482,6 +483,10 @@ def inside(path: Path, root: Path) -> bool:
         return False
 
 
+# The seeds of the profiles a config writer is tried on: none a notebook runs with.
+CONFIG_CASE_SEED = 40
+
+
 def check_config_cases(write_config, profile, stage: str, cases, expected, config_class) -> str:
     """A learner's config writer (``sft_config``, ``dpo_config``...) on cases the notebook never uses: each case
     is (sizes put in the profile's `stage`, changes passed as keyword arguments); `expected(profile, output_dir,
@@ -490,8 +495,9 @@ def check_config_cases(write_config, profile, stage: str, cases, expected, confi
 
     for number, (sizes, changes) in enumerate(cases, 1):
         variant = profile.with_training(stage, **sizes) if sizes else profile
+        variant = variant.with_seed(CONFIG_CASE_SEED + number)   # the profile's seed, never one written down
         output_dir = str(Path(tempfile.gettempdir()) / f"{stage}-config-case-{number}")  # named, never created
-        case = _config_case(stage, sizes, changes)
+        case = _config_case(stage, sizes, changes, variant.seed)
         try:
             config = write_config(variant, output_dir, **changes)
         except sandbox.GradedError as error:   # e.g. a change that repeats a fixed setting: name what was asked
@@ -505,13 +511,14 @@ def check_config_cases(write_config, profile, stage: str, cases, expected, confi
     return f"{len(cases)} sets of sizes and changes the notebook does not use"
 
 
-def _config_case(stage: str, sizes: dict, changes: dict) -> str:
-    """A config case as the learner's function met it: what the profile's sizes held, and the changes passed."""
+def _config_case(stage: str, sizes: dict, changes: dict, seed: int) -> str:
+    """A config case as the learner's function met it: what the profile's sizes held, its seed, and the changes
+    passed."""
     def listed(settings: dict) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in settings.items())
 
     held = f"profile.train({stage!r}) holding {listed(sizes)}, " if sizes else "the profile's own sizes, "
-    return "with " + held + (f"changes {listed(changes)}" if changes else "no changes")
+    return (f"with {held}profile.seed {seed}, " + (f"changes {listed(changes)}" if changes else "no changes"))
 
 
 # Trainer settings that older tutorials name and the pinned transformers 5 / TRL 1.16 configs refuse with a

@@ -72,6 +72,7 @@ def _child(connection, notebook_json: str, names: list[str], rules: dict) -> Non
     # here it is a scratch one, never the learner's outputs/ (which the checker leaves as it found it).
     scratch = tempfile.TemporaryDirectory(prefix="ft-graded-")
     os.environ["FT_OUTPUTS"] = scratch.name
+    os.environ["FT_QUIET"] = "1"   # as in the checker's run of the notebook: no bars, and configs say so
     from shared.checking import jail
 
     jail.enter()  # when an instructor grades a class: this learner's code stays in its own folder

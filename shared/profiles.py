@@ -172,7 +172,7 @@ PROFILES = {
             # groups had no right answer to learn from. A quarter fewer steps (300 prompts) to save ~30 s, at 1.25e-4,
             # 1.5e-4 or 2e-4 to make up for them, gained 32/27/15, 38/30/30 and 35/27/6 points (seeds 0/1/2, seed 0's
             # SFT model) against 44/46/30 here: too near the checker's bar of 25. beta=0 and the DAPO loss are TRL's
-            # defaults, written here to be seen. Held-out figures over seeds 0/1/2 are in rungs/07-grpo/check.py.
+            # defaults, written here to be seen. Held-out figures over seeds 0/1/2 are in rungs/07-grpo/README.md.
             "grpo": MappingProxyType(dict(learning_rate=1e-4, num_train_epochs=1, per_device_train_batch_size=32,
                                           num_generations=16, max_completion_length=24, beta=0.0, loss_type="dapo",
                                           scale_rewards="group", prompts=400, activation_checkpointing=False)),

@@ -513,6 +513,16 @@ def test_taking_the_functions_out_leaves_the_learners_outputs_alone():
     assert not made.exists(), "the scratch folder is removed when the graded process stops"
 
 
+def test_a_graded_function_whose_cell_does_not_parse_names_the_cell():
+    from shared.checking import sandbox
+
+    nb = _notebook_with("def config(profile):\n    x = 1\n      return x")
+    with sandbox.GradedFunctions(nb, ["config"]) as graded:
+        with pytest.raises(sandbox.SandboxFailure, match=r"does not define config .*: code cell 1 does not parse "
+                                                         r"\(line 3: unexpected indent\)"):
+            graded.call("config", None)
+
+
 def test_a_name_the_checker_did_not_take_is_explained():
     from shared.checking import sandbox
 

@@ -269,6 +269,14 @@ def test_missing_function_names_what_is_missing():
     assert isinstance(info.value, NotebookError)
 
 
+def test_a_function_in_a_cell_that_does_not_parse_is_missing_and_the_cell_is_named():
+    nb = graded_notebook("def fine():\n    return 1", "def config(profile):\n    x = 1\n      return x")
+    with pytest.raises(MissingFunction, match=r"does not define config \(.*\): code cell 2 does not parse "
+                                              r"\(line 3: unexpected indent\)"):
+        graded.extract_functions(nb, ["fine", "config"])
+    assert graded.unparsable_cells(graded_notebook("def fine():\n    return 1")) == ""
+
+
 def test_extract_functions_from_a_stubbed_exercise(exercise):
     area = graded.extract_functions(exercise, ["area"])["area"]
     with pytest.raises(NotImplementedError):

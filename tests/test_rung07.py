@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import pytest
@@ -165,7 +166,7 @@ def test_the_hidden_cases_pass_the_solutions_functions():
     functions = _solution_functions()
     assert "3 scalings" in check07.check_group_advantages(functions["group_advantages"])
     assert "TRL's GRPOTrainer on 4 batches" in check07.check_grpo_loss(functions["grpo_loss"])
-    assert "12 unseen completions" in check07.check_correctness_reward(functions["correctness_reward"])
+    assert "14 unseen completions" in check07.check_correctness_reward(functions["correctness_reward"])
 
 
 def _advantages(**slip):
@@ -214,6 +215,11 @@ def _loss_with(**slip):
             return surrogate + beta * _mean_k3(logps, ref_logps, mask, loss_type, max_completion_length)
         if slip.get("detached"):
             logps = logps.detach()
+        if slip.get("no_clamp") and loss_type == "grpo" and not beta:
+            ratio = torch.exp(logps - old_logps)
+            per_token = -torch.min(ratio * advantages[:, None],
+                                   torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * advantages[:, None])
+            return ((per_token * mask).sum(-1) / mask.sum(-1)).mean()   # 0 / 0 where an answer has no tokens
         if slip.get("padding_counted"):
             mask = torch.ones_like(mask)
         if slip.get("no_max_length") and loss_type == "dr_grpo":
@@ -242,6 +248,7 @@ WRONG_LOSSES = {
     "padding tokens counted": (_loss_with(padding_counted=True), "expected"),
     "every loss type averaged per answer": (_loss_with(every_type_as="grpo"), "look at how 'dapo' averages"),
     "dr_grpo guesses a length": (_loss_with(no_max_length=True), "must raise an error"),
+    "an answer with no tokens divides 0 by 0": (_loss_with(no_clamp=True), "have no tokens (mask all 0)"),
 }
 
 
@@ -254,6 +261,11 @@ def test_wrong_losses_fail(mistake):
 WRONG_REWARDS = {
     "strings only": (lambda completions, answer, **kw: [float(c.strip() == a) for c, a in zip(completions, answer)],
                      "AttributeError"),
+    "the steps read out of any text": (
+        lambda completions, answer, **kw: [float(re.findall(r"(\d+)\s+(plus|minus)\s+(\d+)\s+is\s+(\d+)", (
+            c if isinstance(c, str) else c[-1]["content"]).lower()) == re.findall(
+            r"(\d+)\s+(plus|minus)\s+(\d+)\s+is\s+(\d+)", a.lower())) for c, a in zip(completions, answer)],
+        "expected 0.0, got 1.0"),
     "the result alone (the last number)": (
         lambda completions, answer, **kw: [float((c if isinstance(c, str) else c[-1]["content"]).split()[-1:]
                                                  == a.split()[-1:]) for c, a in zip(completions, answer)],

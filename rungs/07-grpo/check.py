@@ -79,13 +79,13 @@ def check_graded(ctx: Context) -> None:
     graded = ctx.graded(list(FORBIDDEN), forbidden=FORBIDDEN)
     ctx.criterion("group_advantages computes TRL's advantages on unseen rewards, with each scaling",
                   lambda: check_group_advantages(graded["group_advantages"]),
-                  hint="Reshape to (prompts, num_generations); subtract each group's mean; divide by the group's "
-                       "(or the batch's) torch.std + 1e-4, or by nothing for 'none'; one answer a prompt: zeros.")
+                  hint="Section 3's rules for each scale_rewards: which rewards a group is, what is subtracted, "
+                       "what it is divided by (torch.std, as TRL) and what a group of one gives.")
     ctx.criterion("grpo_loss computes TRL's GRPO loss on unseen cases and on TRL's own batch, every loss type",
                   lambda: check_grpo_loss(graded["grpo_loss"]),
-                  hint="ratio = exp(logps - old_logps); -min(ratio * A, clamp(ratio, 1 - eps, 1 + eps) * A) per "
-                       "token, + beta * ratio * (exp(r) - r - 1) with r = ref_logps - logps; then average as "
-                       "section 4's table says, counting only tokens where mask is 1.")
+                  hint="Section 4: the per-token formula (clipped on both sides, the KL term weighted by the "
+                       "ratio), then the table's averaging for each loss_type, counting only tokens where mask is "
+                       "1; the message above says which loss_type and beta went wrong.")
     ctx.criterion("correctness_reward scores completions as the course's metric does, in both of TRL's formats",
                   lambda: check_correctness_reward(graded["correctness_reward"]),
                   hint="Take the text (a string, or the content of the last message), normalise it and the "
@@ -185,6 +185,10 @@ def check_grpo_loss(grpo_loss) -> str:
                     f"case {number} ({loss_type}): must return a 0-d tensor, returned "
                     f"{type(got).__name__} {tuple(getattr(got, 'shape', ()))}")
             expected = float(reference(logps, old, advantages, mask, **settings))
+            empty = [row for row in range(len(mask)) if not mask[row].any()]
+            require(math.isfinite(float(got)) or not empty,
+                    f"case {number} (loss_type={loss_type!r}): got {float(got)}; row(s) {empty} have no tokens "
+                    "(mask all 0): count at least one token where you divide by a count, as TRL does")
             require(abs(float(got) - expected) <= 1e-9 * max(1.0, abs(expected)),
                     f"case {number} (loss_type={loss_type!r}, beta={beta}, epsilon={epsilon}): expected "
                     f"{expected:.8f}, got {float(got):.8f}{_where_to_look(passed, loss_type, beta)}")
@@ -278,11 +282,15 @@ def _reward_cases() -> tuple[list, list[str]]:
     from shared.world import data
 
     rng = random.Random(7007)
-    rows = rng.sample(data.load_task("two_step", "validation"), 12)
+    rows = rng.sample(data.load_task("two_step", "validation"), 14)
     answers = [row["answer"] for row in rows]
+    # Right: as written, shouted, spaced out, without the final stop, with "!". Wrong: one step, the other
+    # problem's answer, twice over, nothing, "was", a leading "...", "The", words around the right steps, the
+    # stop between the steps gone (a pattern that reads the steps out of any text pays all of these).
     texts = [answers[0], answers[1].upper(), "  " + answers[2].replace(" ", "   ") + "  ", answers[3].rstrip("."),
              answers[4].split(". ")[0] + ".", answers[6], answers[6] + " " + answers[6], "", answers[8] + "!",
-             answers[9].replace("is", "was"), "... " + answers[10], "The " + answers[11]]
+             answers[9].replace("is", "was"), "... " + answers[10], "The " + answers[11],
+             "So " + answers[12].rstrip(".") + ", easy.", answers[13].replace(". ", " ")]
     texts[5] = answers[5].replace(answers[5].split()[2], str((int(answers[5].split()[2]) + 1) % 11), 1)
     completions = [[{"role": "assistant", "content": t}] if i % 2 == 0 else t for i, t in enumerate(texts)]
     return completions, answers

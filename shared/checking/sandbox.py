@@ -248,8 +248,13 @@ class GradedFunctions:
         if not self.defines(name):
             if self._broken:
                 raise SandboxFailure(self._broken)
+            import nbformat
+
+            from shared.notebooks.graded import unparsable_cells
+
+            broken = unparsable_cells(nbformat.reads(self._notebook_json, as_version=4))
             raise SandboxFailure(f"the notebook does not define {name} (keep the names and signatures the "
-                                 "exercise gives)")
+                                 "exercise gives)" + (f": {broken}" if broken else ""))
         try:
             self._connection.send((name, args, kwargs))
         except Exception as error:  # noqa: BLE001 -- the checker's own arguments; a bug if it happens

@@ -41,6 +41,18 @@ def _is_alias(value: ast.expr) -> bool:
     return isinstance(value, ast.Name)
 
 
+def unparsable_cells(nb: nbformat.NotebookNode) -> str:
+    """Why a function the notebook seems to define is missing: its cell does not parse, so none of it is taken.
+    "" when every code cell parses; else e.g. "code cell 7 does not parse (line 4: unexpected indent)"."""
+    broken = []
+    for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        try:
+            ast.parse(_code_without_magics(cell.source))
+        except SyntaxError as error:
+            broken.append(f"code cell {number} does not parse (line {error.lineno}: {error.msg})")
+    return "; ".join(broken)
+
+
 def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: bool = False) -> dict:
     """The learner's definitions of `names`, executed apart from the rest of the notebook.
 
@@ -76,6 +88,7 @@ def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: b
     if missing_ok:
         return {name: namespace[name] for name in names if name not in missing}
     if missing:
+        broken = unparsable_cells(nb)
         raise MissingFunction(f"the notebook does not define {', '.join(missing)} (keep the names and "
-                              "signatures the exercise gives)")
+                              "signatures the exercise gives)" + (f": {broken}" if broken else ""))
     return {name: namespace[name] for name in names}

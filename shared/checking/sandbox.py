@@ -250,11 +250,9 @@ class GradedFunctions:
                 raise SandboxFailure(self._broken)
             import nbformat
 
-            from shared.notebooks.graded import unparsable_cells
+            from shared.notebooks.graded import missing_message
 
-            broken = unparsable_cells(nbformat.reads(self._notebook_json, as_version=4))
-            raise SandboxFailure(f"the notebook does not define {name} (keep the names and signatures the "
-                                 "exercise gives)" + (f": {broken}" if broken else ""))
+            raise SandboxFailure(missing_message(nbformat.reads(self._notebook_json, as_version=4), [name]))
         try:
             self._connection.send((name, args, kwargs))
         except Exception as error:  # noqa: BLE001 -- the checker's own arguments; a bug if it happens

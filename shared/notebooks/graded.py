@@ -53,6 +53,13 @@ def unparsable_cells(nb: nbformat.NotebookNode) -> str:
     return "; ".join(broken)
 
 
+def missing_message(nb: nbformat.NotebookNode, missing: list[str]) -> str:
+    """What to tell a learner whose notebook lacks graded functions: their names, and a cell that does not parse."""
+    broken = unparsable_cells(nb)
+    return (f"the notebook does not define {', '.join(missing)} (keep the names and signatures the exercise "
+            "gives)" + (f": {broken}" if broken else ""))
+
+
 def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: bool = False) -> dict:
     """The learner's definitions of `names`, executed apart from the rest of the notebook.
 
@@ -88,7 +95,5 @@ def extract_functions(nb: nbformat.NotebookNode, names: list[str], missing_ok: b
     if missing_ok:
         return {name: namespace[name] for name in names if name not in missing}
     if missing:
-        broken = unparsable_cells(nb)
-        raise MissingFunction(f"the notebook does not define {', '.join(missing)} (keep the names and "
-                              "signatures the exercise gives)" + (f": {broken}" if broken else ""))
+        raise MissingFunction(missing_message(nb, missing))
     return {name: namespace[name] for name in names}
